@@ -1,0 +1,59 @@
+# blr-book: `make book` builds the executable book, `make test` runs every check.
+PYTHON ?= python3
+# Torch is installed first, on its own, so that `pip install -e ".[dev]"` finds its
+# lower bound satisfied and never reinstalls it. The default is the CPU wheel this
+# machine has on disk; with CUDA use e.g.
+#   make book TORCH="torch --index-url https://download.pytorch.org/whl/cu124"
+TORCH ?= torch==2.13.0
+VENV = .venv
+BIN = $(VENV)/bin
+STAMP = $(VENV)/.installed
+RENDER_CONFIG = _build/_config.render-check.yml
+
+.PHONY: venv book test render-check lint clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install $(TORCH)
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $@
+
+# The execution cache (_build/.jupyter_cache) is keyed on notebook contents only:
+# drop it whenever blrlib, results/ or the dependencies change, so that a claim
+# that stops holding cannot hide behind a cached output.
+CACHE_INPUTS = pyproject.toml $(shell find blrlib results -type f -not -name '*.pyc' 2>/dev/null)
+_build/.cache-inputs: $(CACHE_INPUTS)
+	rm -rf _build/.jupyter_cache
+	mkdir -p _build && touch $@
+
+# Execute every chapter (ci scale, cached) and render HTML; warnings are errors.
+book: $(STAMP) _build/.cache-inputs
+	$(BIN)/jupyter-book build . -W -n --keep-going
+	@echo "Book: _build/html/index.html"
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/pytest tests
+	$(BIN)/pytest --nbval-lax --nbval-current-env book/
+	$(MAKE) render-check
+
+# Render the book with warnings as errors but without executing the notebooks
+# (nbval has just run them): a copy of _config.yml with execution switched off.
+render-check: $(STAMP)
+	mkdir -p _build
+	$(BIN)/python -c "import yaml; c = yaml.safe_load(open('_config.yml')); \
+	c.setdefault('execute', {})['execute_notebooks'] = 'off'; \
+	yaml.safe_dump(c, open('$(RENDER_CONFIG)', 'w'), sort_keys=False)"
+	$(BIN)/jupyter-book build . --config $(RENDER_CONFIG) -W -n --keep-going \
+		--path-output _build/render-check
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+clean:
+	rm -rf _build .pytest_cache .ruff_cache *.egg-info
+	find . -path ./$(VENV) -prune -o \( -name __pycache__ -o -name .ipynb_checkpoints \) \
+		-type d -print -exec rm -rf {} +

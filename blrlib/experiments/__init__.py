@@ -1,0 +1,31 @@
+"""Each chapter's experiments, at ci scale (CPU, seconds) or full scale (GPU).
+
+    from blrlib import experiments
+    record = experiments.run("fig1_wall", scale="ci")
+    record["manifest"]["wall_time_s"], sorted(record["result"])
+
+On the command line: ``python -m blrlib.experiments --list`` and
+``python -m blrlib.experiments NAME --scale full``, which writes ``results/NAME.json``.
+"""
+
+from blrlib.experiments import minima
+from blrlib.experiments._registry import (
+    EXPERIMENTS,
+    RESULTS_DIR,
+    Scale,
+    default_device,
+    load,
+    register,
+    run,
+)
+
+__all__ = [
+    "EXPERIMENTS",
+    "RESULTS_DIR",
+    "Scale",
+    "default_device",
+    "load",
+    "minima",
+    "register",
+    "run",
+]

@@ -1,0 +1,31 @@
+"""Command line: ``python -m blrlib.experiments --list`` or ``... NAME --scale full``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from blrlib.experiments import EXPERIMENTS, RESULTS_DIR, run
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m blrlib.experiments", description=__doc__)
+    parser.add_argument("name", nargs="?", help="experiment to run")
+    parser.add_argument("--list", action="store_true", help="list the experiments and exit")
+    parser.add_argument("--scale", choices=["ci", "full"], default="full")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if any)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out-dir", default=str(RESULTS_DIR))
+    args = parser.parse_args(argv)
+    if args.list or args.name is None:
+        for name, fn in sorted(EXPERIMENTS.items()):
+            print(f"{name}: {(fn.__doc__ or '').strip().splitlines()[0]}")
+        return
+    record = run(
+        args.name, scale=args.scale, device=args.device, seed=args.seed, out_dir=args.out_dir
+    )
+    print(json.dumps(record["manifest"], indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""Checks on the book's sources: fast, and nothing is executed.
+
+The table of contents matches the notebooks on disk, notebooks are committed with
+their outputs stripped, each starts with the Colab install cell and each asserts
+its claim in a hidden cell.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "book"
+TOC = ROOT / "_toc.yml"
+
+
+def _toc_files() -> list[str]:
+    """Every `root` and `file` entry of _toc.yml, in order, as written there."""
+    toc = yaml.safe_load(TOC.read_text(encoding="utf-8"))
+    found: list[str] = [toc["root"]]
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if "file" in node:
+                found.append(node["file"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk({k: v for k, v in toc.items() if k != "root"})
+    return found
+
+
+def _resolve(entry: str) -> list[Path]:
+    """The files on disk that a toc entry can mean (.md or .ipynb)."""
+    path = ROOT / entry
+    if path.suffix in (".md", ".ipynb"):
+        return [path] if path.is_file() else []
+    return [p for p in (path.with_suffix(".md"), path.with_suffix(".ipynb")) if p.is_file()]
+
+
+def _book_notebooks() -> list[Path]:
+    return sorted(
+        p
+        for p in BOOK.rglob("*.ipynb")
+        if ".ipynb_checkpoints" not in p.parts and "_build" not in p.parts
+    )
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _source(cell: dict) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+def _tags(cell: dict) -> list[str]:
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+NOTEBOOKS = _book_notebooks()
+NB_IDS = [str(p.relative_to(ROOT)) for p in NOTEBOOKS]
+
+
+@pytest.mark.parametrize("entry", _toc_files())
+def test_toc_entry_exists(entry: str) -> None:
+    matches = _resolve(entry)
+    assert matches, f"_toc.yml lists {entry!r} but neither {entry}.md nor {entry}.ipynb exists"
+    assert len(matches) == 1, f"_toc.yml entry {entry!r} is ambiguous: {matches}"
+
+
+def test_toc_lists_exactly_the_notebooks_in_book() -> None:
+    listed = {m for entry in _toc_files() for m in _resolve(entry) if m.suffix == ".ipynb"}
+    on_disk = set(NOTEBOOKS)
+    unlisted = sorted(str(p.relative_to(ROOT)) for p in on_disk - listed)
+    missing = sorted(str(p.relative_to(ROOT)) for p in listed - on_disk)
+    assert not unlisted, f"notebooks in book/ missing from _toc.yml: {unlisted}"
+    assert not missing, f"notebooks listed in _toc.yml but not under book/: {missing}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NB_IDS)
+def test_notebook_outputs_stripped(path: Path) -> None:
+    for i, cell in enumerate(_load(path)["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        assert cell.get("outputs", []) == [], f"code cell {i} has outputs: strip them"
+        assert cell.get("execution_count") is None, f"code cell {i} has an execution_count"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NB_IDS)
+def test_first_code_cell_is_colab_install(path: Path) -> None:
+    code = [c for c in _load(path)["cells"] if c["cell_type"] == "code"]
+    assert code, "notebook has no code cell"
+    first = code[0]
+    src = _source(first)
+    assert "google.colab" in src, "first code cell must guard the install on google.colab"
+    install_lines = [line for line in src.splitlines() if "pip install" in line]
+    assert install_lines, "first code cell must pip install blrlib on Colab"
+    assert not any("torch" in line for line in install_lines), "never reinstall torch on Colab"
+    assert "==" not in src, "no exact pins in the install cell"
+    assert "remove-cell" in _tags(first), "the Colab install cell must be tagged remove-cell"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NB_IDS)
+def test_notebook_asserts_its_claim_in_a_hidden_cell(path: Path) -> None:
+    hidden_asserts = [
+        c
+        for c in _load(path)["cells"]
+        if c["cell_type"] == "code"
+        and {"hide-input", "remove-input"} & set(_tags(c))
+        and "assert" in _source(c)
+    ]
+    assert hidden_asserts, "no code cell tagged hide-input or remove-input contains an assert"
