@@ -75,8 +75,8 @@ def fig1_sharp_flat(*, scale: Scale, device: torch.device, seed: int = 0) -> dic
     """Fig 1(b): gradient descent stops in the nearest minimum, the BLR prefers the flat one."""
     torch.manual_seed(seed)
     loss = SharpFlat()
-    starts = _starts(-3.0, 5.0, scale, device)
-    gd = run_gd(loss, starts, lr=2e-3, n_steps=3000)
+    starts = _starts(-2.0, 5.0, scale, device)
+    gd = run_gd(loss, starts, lr=4e-3, n_steps=3000)
     m, var, objective = run_bayes(loss, starts, var0=1.0, rho=0.1, n_steps=400)
     sharp, flat = loss.centres
     return {
