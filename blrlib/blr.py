@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from blrlib.estimators import Estimator, Hessian, natural_gradient, parse_option
 from blrlib.families import ExponentialFamily, Params
 
-__all__ = ["bayes_gradient", "run", "step"]
+__all__ = ["bayes_gradient", "bayes_objective", "run", "step"]
 
 
 def _check_rho(rho: float) -> None:
@@ -36,6 +36,38 @@ def _check_rho(rho: float) -> None:
         raise TypeError(f"rho must be a float in (0, 1]; got {type(rho).__name__}")
     if not (math.isfinite(rho) and 0.0 < rho <= 1.0):
         raise ValueError(f"rho must be in (0, 1]; got {rho!r}")
+
+
+def bayes_objective(
+    family: ExponentialFamily,
+    lam: Params,
+    loss: Callable[[Tensor], Tensor] | None = None,
+    *,
+    expected_loss: Callable[[Params], Tensor] | None = None,
+    n_samples: int = 1000,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """The Bayes objective E_q[bar-ell(theta)] - H(q) that the rule minimises (Eq 2).
+
+    With the prior inside bar-ell, Eq 2 is this objective up to a constant; its minimum over all
+    distributions is -log Z, attained by the Gibbs posterior exp(-bar-ell) / Z.
+
+    Args:
+        family, lam: the candidate q.
+        loss: theta (P,) -> scalar, averaged over ``n_samples`` draws when ``expected_loss``
+            is not given (a Monte Carlo estimate).
+        expected_loss: mu -> E_q[bar-ell] in closed form (exact).
+        n_samples, generator: for the Monte Carlo estimate.
+    """
+    family.check_natural(lam, "lam")
+    if expected_loss is not None:
+        value = expected_loss(family.to_expectation(lam))
+    elif loss is not None:
+        draws = family.rsample(lam, n_samples, generator=generator)
+        value = torch.vmap(loss)(draws).mean()
+    else:
+        raise ValueError("loss: bayes_objective needs loss or expected_loss")
+    return value - family.entropy(lam)
 
 
 def bayes_gradient(

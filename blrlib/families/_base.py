@@ -78,13 +78,14 @@ class ExponentialFamily(abc.ABC):
         self,
         dim: int,
         *,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> None:
         if isinstance(dim, bool) or not isinstance(dim, int):
             raise TypeError(f"dim must be a positive int, got {type(dim).__name__}")
         if dim < 1:
             raise ValueError(f"dim must be a positive int, got {dim}")
+        dtype = torch.get_default_dtype() if dtype is None else dtype
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
         self.dim = dim

@@ -48,7 +48,8 @@ class FixedCovGaussian(ExponentialFamily):
         if not isinstance(precision, Tensor):
             raise TypeError(f"precision must be a torch.Tensor, got {type(precision).__name__}")
         if dtype is None:
-            dtype = precision.dtype if precision.dtype.is_floating_point else torch.float32
+            floating = precision.dtype.is_floating_point
+            dtype = precision.dtype if floating else torch.get_default_dtype()
         device = precision.device if device is None else device
         if (
             precision.dim() not in (1, 2)

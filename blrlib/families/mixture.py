@@ -46,7 +46,7 @@ class GaussianMixture(ExponentialFamily):
         weights: Tensor | Sequence[float],
         dim: int,
         *,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> None:
         super().__init__(dim, dtype=dtype, device=device)

@@ -1,0 +1,94 @@
+"""Figures for the chapters: 1-D posteriors, BLR paths, and an explorer with a static fallback.
+
+    from blrlib import viz
+    fig, ax = plt.subplots()
+    viz.plot_gaussian(ax, grid, m=0.3, var=0.15, label="BLR")   # a Gaussian density on a grid
+    explorer = viz.blr_explorer(run, grid, density)            # sliders for rho and iterations
+
+Nothing here computes a result: the functions draw what blrlib computed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from torch import Tensor
+
+__all__ = ["blr_explorer", "gaussian_pdf", "plot_gaussian", "snapshots"]
+
+Path1D = Sequence[tuple[float, float]]
+"""A BLR path in 1-D: the (mean, variance) of q after each iteration, the initial q first."""
+
+
+def gaussian_pdf(grid: Tensor, m: float, var: float) -> Tensor:
+    """The density of N(m, var) on ``grid``."""
+    return torch.exp(-((grid - m) ** 2) / (2 * var)) / math.sqrt(2 * math.pi * var)
+
+
+def plot_gaussian(ax: Axes, grid: Tensor, m: float, var: float, **style: object) -> None:
+    """Draw the density of N(m, var) on ``ax`` over ``grid``."""
+    ax.plot(grid.numpy(), gaussian_pdf(grid, m, var).numpy(), **style)
+
+
+def snapshots(
+    path: Path1D,
+    grid: Tensor,
+    density: Tensor,
+    iterations: Sequence[int],
+    *,
+    ax: Axes | None = None,
+    title: str = "",
+) -> Figure:
+    """The exact posterior and the BLR's Gaussian after the given iterations (a static figure)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.2))
+    ax.fill_between(grid.numpy(), density.numpy(), color="0.85", label="exact posterior")
+    cmap = plt.get_cmap("viridis")
+    for i, t in enumerate(iterations):
+        m, var = path[min(t, len(path) - 1)]
+        plot_gaussian(ax, grid, m, var, color=cmap(i / max(len(iterations) - 1, 1)),
+                      label=f"q after {t} steps")
+    ax.set_xlabel(r"$\theta$")
+    ax.set_ylabel("density")
+    ax.set_title(title)
+    ax.legend(fontsize=8, frameon=False)
+    return ax.figure
+
+
+def blr_explorer(
+    run: Callable[[float, int], Path1D],
+    grid: Tensor,
+    density: Tensor,
+    *,
+    rhos: tuple[float, float, float] = (0.05, 1.0, 0.05),
+    max_iterations: int = 100,
+):
+    """An ipywidgets explorer: pick rho and the number of iterations, see q against the posterior.
+
+    Args:
+        run: (rho, n_steps) -> the 1-D path of the BLR (means and variances).
+        grid, density: the exact posterior on a grid.
+        rhos: (min, max, step) of the learning-rate slider.
+        max_iterations: the largest number of iterations on the slider.
+
+    Returns:
+        An ``ipywidgets.interactive`` widget. It needs a live kernel; the chapters also draw the
+        same picture with :func:`snapshots`, which is what a static page shows.
+    """
+    import ipywidgets as widgets
+
+    def show(rho: float, iterations: int) -> None:
+        path = run(rho, iterations)
+        fig = snapshots(path, grid, density, [0, iterations], title=f"rho = {rho:.2f}")
+        plt.show(fig)
+
+    return widgets.interactive(
+        show,
+        rho=widgets.FloatSlider(value=0.2, min=rhos[0], max=rhos[1], step=rhos[2]),
+        iterations=widgets.IntSlider(value=10, min=0, max=max_iterations),
+    )
