@@ -94,6 +94,21 @@ def _check_finite(values: Tensor, grads: Tensor, what: str) -> None:
         raise ValueError(f"loss: its gradient is not finite ({what})")
 
 
+def _grads_and_values(loss: Callable[[Tensor], Tensor], thetas: Tensor) -> tuple[Tensor, Tensor]:
+    """Gradients and values of the loss at each row of ``thetas`` (vmapped unless one row)."""
+    try:
+        if thetas.shape[0] == 1:  # the delta method for one Gaussian: no need to vmap
+            grad, value = grad_and_value(loss)(thetas[0])
+            return grad.unsqueeze(0), value.unsqueeze(0)
+        return vmap(grad_and_value(loss))(thetas)
+    except RuntimeError as err:
+        if "scalar" not in str(err):
+            raise
+        raise ValueError(
+            f"loss: must map theta of shape ({thetas.shape[-1]},) to a scalar tensor ({err})"
+        ) from err
+
+
 def _gauss_newton(loss: Callable[[Tensor], Tensor], thetas: Tensor, order: Order) -> Tensor:
     """Eq 45: sum_i (grad ell_i)(grad ell_i)^T + Hessian of R at each theta (rows of thetas)."""
     if not isinstance(loss, SumLoss):
@@ -177,13 +192,7 @@ def expected_grad_hess(
         else:
             thetas = means.unsqueeze(1) + torch.einsum("kpq,knq->knp", chol, eps)
     flat = thetas.reshape(-1, thetas.shape[-1])
-    first = loss(flat[0])
-    if not isinstance(first, Tensor) or first.dim() != 0:
-        shape = tuple(first.shape) if isinstance(first, Tensor) else type(first).__name__
-        raise ValueError(
-            f"loss: must map theta of shape ({flat.shape[-1]},) to a scalar; got {shape}"
-        )
-    grads, values = vmap(grad_and_value(loss))(flat)
+    grads, values = _grads_and_values(loss, flat)
     _check_finite(values, grads, "at the draws of theta" if estimator is Estimator.MC else "at m")
     grads = grads.reshape(thetas.shape)
 
