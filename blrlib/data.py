@@ -55,7 +55,7 @@ def linear_regression(
     Returns:
         X of shape (n, dim) and y of shape (n,).
     """
-    if n < 1 or dim < 1 or noise <= 0:
+    if n < 1 or dim < 1 or not noise > 0:  # "not >" also rejects NaN
         raise ValueError(f"n, dim and noise must be positive; got n={n}, dim={dim}, noise={noise}")
     gen = _generator(seed, device)
     w = torch.randn(dim, generator=gen, dtype=dtype, device=device)

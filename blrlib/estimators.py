@@ -144,8 +144,8 @@ def expected_grad_hess(
     lam: Params,
     loss: Callable[[Tensor], Tensor],
     *,
-    estimator: Estimator,
-    hessian_method: Hessian = Hessian.AUTOGRAD,
+    estimator: Estimator | str,
+    hessian_method: Hessian | str = Hessian.AUTOGRAD,
     n_samples: int = 1,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor | None]:
@@ -169,9 +169,13 @@ def expected_grad_hess(
         None for first-order families.
 
     Raises:
-        ValueError: if the loss or its gradient is not finite, or ``reparam`` is used with the
-            delta method.
+        ValueError: if the loss or its gradient is not finite, an option is unknown, or
+            ``reparam`` is used with the delta method.
     """
+    estimator = parse_option(estimator, Estimator, "estimator")
+    hessian_method = parse_option(hessian_method, Hessian, "hessian")
+    if estimator is Estimator.EXACT:
+        raise ValueError("estimator: expected_grad_hess estimates by 'delta' or 'mc', not 'exact'")
     mean, cov = family.mean_cov(lam)
     mean, cov = mean.detach(), cov.detach()
     components = mean.dim() == 2  # a mixture: one row of theta-space statistics per component

@@ -51,8 +51,14 @@ def snapshots(
     cmap = plt.get_cmap("viridis")
     for i, t in enumerate(iterations):
         m, var = path[min(t, len(path) - 1)]
-        plot_gaussian(ax, grid, m, var, color=cmap(i / max(len(iterations) - 1, 1)),
-                      label=f"q after {t} steps")
+        plot_gaussian(
+            ax,
+            grid,
+            m,
+            var,
+            color=cmap(i / max(len(iterations) - 1, 1)),
+            label=f"q after {t} steps",
+        )
     ax.set_xlabel(r"$\theta$")
     ax.set_ylabel("density")
     ax.set_title(title)

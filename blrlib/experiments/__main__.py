@@ -19,7 +19,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.list or args.name is None:
         for name, fn in sorted(EXPERIMENTS.items()):
-            print(f"{name}: {(fn.__doc__ or '').strip().splitlines()[0]}")
+            summary = (fn.__doc__ or "").strip().split("\n")[0]
+            print(f"{name}: {summary}")
         return
     record = run(
         args.name, scale=args.scale, device=args.device, seed=args.seed, out_dir=args.out_dir
