@@ -181,19 +181,20 @@ def expected_grad_hess(
     components = mean.dim() == 2  # a mixture: one row of theta-space statistics per component
     means = mean if components else mean.unsqueeze(0)
     covs = cov if components else cov.unsqueeze(0)
+    diagonal = cov.dim() == mean.dim()  # variances (P,) rather than a covariance (P, P)
     if estimator is Estimator.DELTA:
         thetas = means.unsqueeze(1)  # (K, 1, P)
     else:
-        chol = torch.linalg.cholesky(covs) if family.order is not Order.DIAG else covs.sqrt()
         eps = torch.randn(
             (means.shape[0], n_samples, means.shape[-1]),
             generator=generator,
             dtype=means.dtype,
             device=means.device,
         )
-        if family.order is Order.DIAG:
-            thetas = means.unsqueeze(1) + eps * chol.unsqueeze(1)
+        if diagonal:
+            thetas = means.unsqueeze(1) + eps * covs.sqrt().unsqueeze(1)
         else:
+            chol = torch.linalg.cholesky(covs)
             thetas = means.unsqueeze(1) + torch.einsum("kpq,knq->knp", chol, eps)
     flat = thetas.reshape(-1, thetas.shape[-1])
     grads, values = _grads_and_values(loss, flat)

@@ -152,13 +152,14 @@ class FixedCovGaussian(ExponentialFamily):
         return (torch.zeros_like(lam[0]),)
 
     def mean_cov(self, lam: Params) -> tuple[Tensor, Tensor]:
-        """(m, S^-1), shapes (P,) and (P, P) (a full matrix even for a diagonal S)."""
+        """(m, S^-1): shapes (P,) and, in the layout of the precision, (P,) or (P, P)."""
         return self._mean(lam), self.covariance()
 
     def covariance(self) -> Tensor:
-        """The fixed covariance S^-1 as a (P, P) matrix."""
+        """The fixed covariance S^-1: a vector (P,) for a diagonal S (never a dense P x P
+        matrix, so that a diagonal family scales to many parameters), else a (P, P) matrix."""
         if self.diagonal:
-            return self.precision.reciprocal().diag()
+            return self.precision.reciprocal()
         return gm.symmetrize(torch.cholesky_inverse(self._chol))
 
     def mean_cov_from_expectation(self, mu: Params) -> tuple[Tensor, Tensor]:
