@@ -109,3 +109,27 @@ def check_symmetric(mat: Tensor, name: str) -> None:
     tol = 1e3 * torch.finfo(mat.dtype).eps * scale
     if ((mat - mat.mT).abs() > tol).any():
         raise ValueError(f"{name} must be symmetric")
+
+
+def natural_from_checked_moments(
+    m: Tensor, precision: Tensor, mean_shape: tuple[int, ...]
+) -> tuple[Tensor, Tensor]:
+    """Check a mean of shape ``mean_shape`` and precisions of shape ``mean_shape + (P,)``, then
+    return the natural parameters (S m, -S/2).
+
+    Raises:
+        ValueError: wrong shapes, non-finite values, or a precision that is not symmetric
+            positive definite.
+    """
+    p = mean_shape[-1]
+    if tuple(m.shape) != mean_shape:
+        raise ValueError(f"m must have shape {mean_shape}, got {tuple(m.shape)}")
+    if tuple(precision.shape) != (*mean_shape, p):
+        raise ValueError(
+            f"precision must have shape {(*mean_shape, p)}, got {tuple(precision.shape)}"
+        )
+    if not (torch.isfinite(m).all() and torch.isfinite(precision).all()):
+        raise ValueError("m and precision must be finite")
+    check_symmetric(precision, "precision")
+    check_precision(precision, "precision")
+    return natural_from_mean_precision(m, precision)

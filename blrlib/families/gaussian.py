@@ -101,17 +101,7 @@ class Gaussian(ExponentialFamily):
         """
         m = torch.as_tensor(m, dtype=self.dtype, device=self.device)
         precision = torch.as_tensor(precision, dtype=self.dtype, device=self.device)
-        if tuple(m.shape) != (self.dim,):
-            raise ValueError(f"m must have shape ({self.dim},), got {tuple(m.shape)}")
-        if tuple(precision.shape) != (self.dim, self.dim):
-            raise ValueError(
-                f"precision must have shape ({self.dim}, {self.dim}), got {tuple(precision.shape)}"
-            )
-        if not (torch.isfinite(m).all() and torch.isfinite(precision).all()):
-            raise ValueError("m and precision must be finite")
-        gm.check_symmetric(precision, "precision")
-        gm.check_precision(precision, "precision")
-        return gm.natural_from_mean_precision(m, precision)
+        return gm.natural_from_checked_moments(m, precision, (self.dim,))
 
     def expected_loss_surrogate(self, mu: Params, grad: Tensor, hess: Tensor | None) -> Tensor:
         """A scalar function of mu whose gradient is the natural gradient of E_q[loss].
