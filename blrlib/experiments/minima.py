@@ -1,5 +1,11 @@
 """Fig 1 of Khan & Rue (2023): where ERM and the Bayes objective put their solutions.
 
+    from blrlib.experiments.minima import run_bayes, run_gd
+    from blrlib.landscapes import Wall
+    starts = torch.linspace(-2.0, 1.0, 8)
+    run_gd(Wall(), starts, lr=1e-2, n_steps=2000)       # every start ends at the ERM minimiser
+    run_bayes(Wall(), starts, var0=0.1, rho=0.1, n_steps=400)[0]  # every mean ends left of it
+
 Every run is vectorised over starting points: the landscapes are separable, so a diagonal
 Gaussian over P coordinates is P independent 1-D candidates, and a fixed-covariance Gaussian is
 P independent gradient-descent runs.

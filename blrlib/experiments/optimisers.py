@@ -1,5 +1,13 @@
 """Sec 1.3 and 3.2 at scale: Newton and the variational BLR on logistic regression, and the
-mixture rule on a multimodal loss."""
+mixture rule on a multimodal loss.
+
+    from blrlib import blr, data, families
+    from blrlib.experiments.optimisers import logistic_loss
+    X, y = data.logistic_regression(1000, 5)
+    q = families.Gaussian(5)
+    lam = q.natural_from_moments(torch.zeros(5), torch.eye(5))
+    lam = blr.step(q, lam, logistic_loss(X, y, delta=1.0), rho=1.0)  # one Newton step
+"""
 
 from __future__ import annotations
 
