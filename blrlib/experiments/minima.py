@@ -104,7 +104,7 @@ def fig1_wall(*, scale: Scale, device: torch.device, seed: int = 0) -> dict[str,
     starts = _starts(-2.0, 1.1, scale, device)
     gd = run_gd(loss, starts, lr=1e-2, n_steps=2000)
     newton = run_newton(loss, starts, n_steps=30)
-    m, var, objective = run_bayes(loss, starts, var0=0.1, rho=0.1, n_steps=400)
+    m, var, objective = run_bayes(loss, starts, var0=0.1, rho=0.2, n_steps=400)
     return {
         "starts": starts.tolist(),
         "gd_end": gd.tolist(),
