@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -215,7 +216,7 @@ def run(
     rho: float,
     n_steps: int,
     progress: bool = False,
-    **options: object,
+    **options: Any,
 ) -> list[Params]:
     """Iterate :func:`step` ``n_steps`` times and return every iterate, the initial one first.
 
