@@ -10,7 +10,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["linear_regression", "logistic_regression"]
+__all__ = [
+    "breast_cancer",
+    "diabetes",
+    "linear_regression",
+    "logistic_regression",
+    "sin_regression",
+    "two_moons",
+]
 
 
 def _generator(seed: int, device: torch.device | str | None) -> torch.Generator:
@@ -65,3 +72,85 @@ def linear_regression(
     X = torch.randn(n, dim, generator=gen, dtype=dtype, device=device)
     y = X @ w + noise * torch.randn(n, generator=gen, dtype=dtype, device=device)
     return X, y
+
+
+def two_moons(
+    n: int,
+    *,
+    noise: float = 0.1,
+    seed: int = 0,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Two interleaved half circles with Gaussian noise (the lecture's "moons" problem).
+
+    Half the points lie on the upper arc (label 0), half on the lower, shifted arc (label 1).
+
+    Returns:
+        X of shape (n, 2) and y in {0, 1} of shape (n,).
+    """
+    if n < 2 or not noise >= 0:
+        raise ValueError(f"n must be at least 2 and noise non-negative; got n={n}, noise={noise}")
+    gen = _generator(seed, device)
+    dtype = dtype or torch.get_default_dtype()
+    n0 = n // 2
+    angle = torch.pi * torch.rand(n, generator=gen, dtype=dtype, device=device)
+    upper = torch.stack([torch.cos(angle[:n0]), torch.sin(angle[:n0])], -1)
+    lower = torch.stack([1 - torch.cos(angle[n0:]), 0.5 - torch.sin(angle[n0:])], -1)
+    X = torch.cat([upper, lower]) + noise * torch.randn(
+        n, 2, generator=gen, dtype=dtype, device=device
+    )
+    y = torch.cat(
+        [
+            torch.zeros(n0, dtype=dtype, device=device),
+            torch.ones(n - n0, dtype=dtype, device=device),
+        ]
+    )
+    return X, y
+
+
+def sin_regression(
+    n: int,
+    *,
+    noise: float = 0.1,
+    low: float = -3.0,
+    high: float = 3.0,
+    seed: int = 0,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Inputs x ~ U(low, high) and targets y = sin(x) + x + noise * eps (the lecture's regression).
+
+    Returns:
+        X of shape (n, 1) and y of shape (n,).
+    """
+    if n < 1 or not noise > 0 or not high > low:
+        raise ValueError(f"need n >= 1, noise > 0, high > low; got {n}, {noise}, {low}, {high}")
+    gen = _generator(seed, device)
+    dtype = dtype or torch.get_default_dtype()
+    x = low + (high - low) * torch.rand(n, 1, generator=gen, dtype=dtype, device=device)
+    y = (
+        torch.sin(x[:, 0])
+        + x[:, 0]
+        + noise * torch.randn(n, generator=gen, dtype=dtype, device=device)
+    )
+    return x, y
+
+
+def _bundled(loader, dtype: torch.dtype | None) -> tuple[Tensor, Tensor]:
+    from sklearn import datasets  # imported here: only these two loaders need scikit-learn
+
+    X, y = getattr(datasets, loader)(return_X_y=True)
+    X = torch.as_tensor(X, dtype=dtype or torch.get_default_dtype())
+    X = (X - X.mean(0)) / X.std(0)
+    return X, torch.as_tensor(y, dtype=X.dtype)
+
+
+def breast_cancer(*, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
+    """scikit-learn's bundled Wisconsin breast-cancer set: X (569, 30) standardised, y in {0, 1}."""
+    return _bundled("load_breast_cancer", dtype)
+
+
+def diabetes(*, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
+    """scikit-learn's bundled diabetes regression set: X (442, 10) standardised, y (442,) raw."""
+    return _bundled("load_diabetes", dtype)

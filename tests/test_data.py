@@ -69,3 +69,25 @@ def test_empty_sizes_are_rejected(name, n, dim, argument):
 def test_non_positive_noise_is_rejected(noise):
     with pytest.raises(ValueError, match=re.escape(f"noise={noise}")):
         data.linear_regression(10, 2, noise=noise)
+
+
+def test_two_moons_and_sin_regression():
+    X, y = data.two_moons(101, seed=3)
+    assert X.shape == (101, 2) and set(y.tolist()) == {0.0, 1.0} and int(y.sum()) == 51
+    X2, _ = data.two_moons(101, seed=3)
+    torch.testing.assert_close(X, X2, rtol=0, atol=0)
+    x, t = data.sin_regression(200, noise=1e-3, low=-2.0, high=2.0)
+    assert x.shape == (200, 1) and x.min() >= -2.0 and x.max() <= 2.0
+    # noise 1e-3: the targets are sin(x) + x to within 5 standard deviations
+    assert (t - torch.sin(x[:, 0]) - x[:, 0]).abs().max() < 5e-3
+    with pytest.raises(ValueError, match="noise"):
+        data.sin_regression(10, noise=0.0)
+    with pytest.raises(ValueError, match="n"):
+        data.two_moons(1)
+
+
+def test_bundled_sets_are_standardised():
+    for loader, shape in [(data.breast_cancer, (569, 30)), (data.diabetes, (442, 10))]:
+        X, y = loader()
+        assert X.shape == shape and y.shape == (shape[0],)
+        torch.testing.assert_close(X.mean(0), torch.zeros(shape[1]), rtol=0, atol=1e-10)
