@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from blrlib.estimators import parse_option
 from blrlib.infer.model import Likelihood
 
-__all__ = ["DROPOUT_MODULES", "dropout_noise_precision", "mc_dropout_predict"]
+__all__ = ["DROPOUT_MODULES", "dropout_noise_precision", "fit_dropout", "mc_dropout_predict"]
 
 DROPOUT_MODULES: tuple[type[nn.Module], ...] = (
     nn.Dropout,
@@ -54,6 +54,67 @@ def _positive_int(value: object, name: str) -> int:
     if value < 1:
         raise ValueError(f"{name} must be a positive integer; got {value}")
     return value
+
+
+def fit_dropout(
+    model: nn.Module,
+    X: Tensor,
+    y: Tensor,
+    *,
+    likelihood: Likelihood | str,
+    prior_precision: float,
+    noise_precision: float = 1.0,
+    n_steps: int = 2000,
+    lr: float = 1e-2,
+) -> list[float]:
+    """Train a network with dropout: full-batch Adam on its MAP loss, dropout on.
+
+    The loss is bar-ell / N = mean_i nll_i + delta / (2N) |theta|^2, i.e. the Gaussian prior as
+    weight decay delta / N on the mean loss (the lecture's "Gaussian prior <=> weight decay"),
+    with a fresh dropout mask at every step; Gal & Ghahramani read this as fitting the
+    variational distribution of :func:`mc_dropout_predict`.
+
+    Args:
+        model: a network containing dropout modules; trained in place and left in eval mode.
+        X, y: the training set (full batch).
+        likelihood: ``"bernoulli"``, ``"categorical"`` or ``"gaussian"``.
+        prior_precision: delta of the Gaussian prior on all parameters.
+        noise_precision: tau, for ``"gaussian"``.
+        n_steps, lr: Adam steps and learning rate.
+
+    Returns:
+        The loss at every step.
+
+    Raises:
+        ValueError: a model without dropout modules, or a non-positive setting.
+    """
+    from blrlib.infer.model import BayesModel  # the same likelihood and prior as everywhere
+
+    if not any(isinstance(m, DROPOUT_MODULES) for m in model.modules()):
+        raise ValueError("model: has no dropout module (nn.Dropout, ...)")
+    n_steps = _positive_int(n_steps, "n_steps")
+    lr = _positive(lr, "lr")
+    bm = BayesModel(
+        model, likelihood, prior_precision=prior_precision, noise_precision=noise_precision
+    )
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    trace = []
+    model.train()
+    try:
+        for _ in range(n_steps):
+            optimizer.zero_grad()
+            f = model(X)
+            if f.dim() == 2 and f.shape[1] == 1 and bm.likelihood is not Likelihood.CATEGORICAL:
+                f = f.squeeze(1)
+            weights = sum((p * p).sum() for p in params)
+            loss = bm.nll_of_outputs(f, y).mean() + 0.5 * prior_precision * weights / len(X)
+            loss.backward()
+            optimizer.step()
+            trace.append(loss.item())
+    finally:
+        model.eval()
+    return trace
 
 
 def mc_dropout_predict(
