@@ -11,6 +11,7 @@ Nothing here computes a result: the functions draw what blrlib computed.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 
 import matplotlib.pyplot as plt
@@ -19,7 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor
 
-__all__ = ["blr_explorer", "gaussian_pdf", "plot_gaussian", "snapshots"]
+__all__ = ["blr_explorer", "gaussian_pdf", "plot_gaussian", "plot_trace", "snapshots"]
 
 Path1D = Sequence[tuple[float, float]]
 """A BLR path in 1-D: the (mean, variance) of q after each iteration, the initial q first."""
@@ -98,3 +99,11 @@ def blr_explorer(
         rho=widgets.FloatSlider(value=0.2, min=rhos[0], max=rhos[1], step=rhos[2]),
         iterations=widgets.IntSlider(value=10, min=0, max=max_iterations),
     )
+
+
+def plot_trace(idata, **kwargs: object):
+    """ArviZ's trace plot (densities and traces per chain), without ArviZ's import-time notice."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing", category=FutureWarning)
+        import arviz
+    return arviz.plot_trace(idata, **kwargs)

@@ -8,7 +8,7 @@ On the command line: ``python -m blrlib.experiments --list`` and
 ``python -m blrlib.experiments NAME --scale full``, which writes ``results/NAME.json``.
 """
 
-from blrlib.experiments import minima, optimisers
+from blrlib.experiments import minima, optimisers, primer
 from blrlib.experiments._registry import (
     EXPERIMENTS,
     RESULTS_DIR,
@@ -27,6 +27,7 @@ __all__ = [
     "load",
     "minima",
     "optimisers",
+    "primer",
     "register",
     "run",
 ]

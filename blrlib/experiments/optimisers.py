@@ -57,7 +57,7 @@ def _timed_run(family, lam, loss, **options) -> tuple[list, float]:
 def newton_logreg(*, scale: Scale, device: torch.device, seed: int = 0) -> dict[str, Any]:
     """Newton, the variational BLR and GD on logistic regression, all from the one engine."""
     n, dim, n_samples = (2000, 10, 16) if scale is Scale.CI else (200_000, 200, 8)
-    X, y = data.logistic_regression(n, dim, seed=seed, device=device)
+    X, y = data.logistic_regression(n, dim, seed=seed, dtype=torch.float64, device=device)
     loss = logistic_loss(X, y, delta=1.0)
     gaussian = families.Gaussian(dim, dtype=X.dtype, device=device)
     eye = torch.eye(dim, dtype=X.dtype, device=device)

@@ -7,7 +7,33 @@ inference): MAP, Laplace, predictives, variational inference, MCMC and MC dropou
     q = infer.laplace(bm, X, y, theta_map)        # a GaussianPosterior
 """
 
+from blrlib.infer.dropout import fit_dropout, mc_dropout_predict
 from blrlib.infer.gaussian import GaussianPosterior
+from blrlib.infer.laplace import laplace
+from blrlib.infer.map import fit_map
+from blrlib.infer.mcmc import diagnostics, draws, from_draws, hmc, log_prob_fn, metropolis
 from blrlib.infer.model import BayesModel, Likelihood
+from blrlib.infer.predictive import linearised, predict, probit, probit_multiclass
+from blrlib.infer.vi import elbo, fit_vi
 
-__all__ = ["BayesModel", "GaussianPosterior", "Likelihood"]
+__all__ = [
+    "BayesModel",
+    "GaussianPosterior",
+    "Likelihood",
+    "diagnostics",
+    "draws",
+    "elbo",
+    "fit_dropout",
+    "fit_map",
+    "fit_vi",
+    "from_draws",
+    "hmc",
+    "laplace",
+    "linearised",
+    "log_prob_fn",
+    "mc_dropout_predict",
+    "metropolis",
+    "predict",
+    "probit",
+    "probit_multiclass",
+]
