@@ -20,11 +20,10 @@ with f_t the output of the t-th pass and tau the noise precision.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
+from blrlib import _checks
 from blrlib.estimators import parse_option
 from blrlib.infer.model import Likelihood
 
@@ -38,22 +37,6 @@ DROPOUT_MODULES: tuple[type[nn.Module], ...] = (
     nn.AlphaDropout,
     nn.FeatureAlphaDropout,
 )
-
-
-def _positive(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a positive float; got {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be positive and finite; got {value!r}")
-    return float(value)
-
-
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be a positive integer; got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value}")
-    return value
 
 
 def fit_dropout(
@@ -92,8 +75,8 @@ def fit_dropout(
 
     if not any(isinstance(m, DROPOUT_MODULES) for m in model.modules()):
         raise ValueError("model: has no dropout module (nn.Dropout, ...)")
-    n_steps = _positive_int(n_steps, "n_steps")
-    lr = _positive(lr, "lr")
+    n_steps = _checks.count(n_steps, "n_steps")
+    lr = _checks.positive_float(lr, "lr")
     bm = BayesModel(
         model, likelihood, prior_precision=prior_precision, noise_precision=noise_precision
     )
@@ -164,14 +147,14 @@ def mc_dropout_predict(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     likelihood = parse_option(likelihood, Likelihood, "likelihood")
-    n_samples = _positive_int(n_samples, "n_samples")
+    n_samples = _checks.count(n_samples, "n_samples")
     if likelihood is Likelihood.GAUSSIAN:
         if noise_precision is None:
             raise ValueError(
                 "noise_precision: required for likelihood='gaussian' (there is no default "
                 "noise level; see dropout_noise_precision)"
             )
-        tau = _positive(noise_precision, "noise_precision")
+        tau = _checks.positive_float(noise_precision, "noise_precision")
     elif noise_precision is not None:
         raise ValueError(
             f"noise_precision: only used with likelihood='gaussian'; got {noise_precision!r} "
@@ -248,10 +231,10 @@ def dropout_noise_precision(
         ValueError: a non-positive ``length_scale``, ``n_data`` or ``weight_decay``, or
             ``keep_prob`` outside (0, 1].
     """
-    length_scale = _positive(length_scale, "length_scale")
-    keep_prob = _positive(keep_prob, "keep_prob")
+    length_scale = _checks.positive_float(length_scale, "length_scale")
+    keep_prob = _checks.positive_float(keep_prob, "keep_prob")
     if keep_prob > 1:
         raise ValueError(f"keep_prob must be in (0, 1]; got {keep_prob!r}")
-    n_data = _positive_int(n_data, "n_data")
-    weight_decay = _positive(weight_decay, "weight_decay")
+    n_data = _checks.count(n_data, "n_data")
+    weight_decay = _checks.positive_float(weight_decay, "weight_decay")
     return keep_prob * length_scale**2 / (2 * n_data * weight_decay)

@@ -23,6 +23,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from blrlib import _checks
+
 if TYPE_CHECKING:
     import arviz
 
@@ -65,22 +67,6 @@ def log_prob_fn(bm: BayesModel, X: Tensor, y: Tensor) -> LogProb:
         A function mapping thetas (C, P) to log p(y, theta_c | X), shape (C,).
     """
     return torch.vmap(lambda theta: bm.log_joint(theta, X, y))
-
-
-def _count(value: object, name: str, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= {minimum}; got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value}")
-    return value
-
-
-def _positive(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a positive float; got {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be positive and finite; got {value!r}")
-    return float(value)
 
 
 def _probability(value: object, name: str) -> float:
@@ -240,10 +226,10 @@ def hmc(
             ``log_prob`` does not return a finite (C,) tensor at ``init``.
     """
     theta = _check_init(init, generator)
-    n_samples = _count(n_samples, "n_samples", minimum=1)
-    n_warmup = _count(n_warmup, "n_warmup", minimum=0)
-    n_leapfrog = _count(n_leapfrog, "n_leapfrog", minimum=1)
-    step_size = _positive(step_size, "step_size")
+    n_samples = _checks.count(n_samples, "n_samples", minimum=1)
+    n_warmup = _checks.count(n_warmup, "n_warmup", minimum=0)
+    n_leapfrog = _checks.count(n_leapfrog, "n_leapfrog", minimum=1)
+    step_size = _checks.positive_float(step_size, "step_size")
     target_accept = _probability(target_accept, "target_accept")
     if not callable(log_prob):
         raise TypeError(f"log_prob must be callable; got {type(log_prob).__name__}")
@@ -347,9 +333,9 @@ def metropolis(
             ``log_prob`` does not return a finite (C,) tensor at ``init``.
     """
     theta = _check_init(init, generator)
-    n_samples = _count(n_samples, "n_samples", minimum=1)
-    n_warmup = _count(n_warmup, "n_warmup", minimum=0)
-    scale = _positive(scale, "scale")
+    n_samples = _checks.count(n_samples, "n_samples", minimum=1)
+    n_warmup = _checks.count(n_warmup, "n_warmup", minimum=0)
+    scale = _checks.positive_float(scale, "scale")
     target_accept = _probability(target_accept, "target_accept")
     if not callable(log_prob):
         raise TypeError(f"log_prob must be callable; got {type(log_prob).__name__}")

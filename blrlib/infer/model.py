@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from blrlib import _checks
 from blrlib.estimators import SumLoss, parse_option
 
 __all__ = ["BayesModel", "Likelihood"]
@@ -34,14 +35,6 @@ class Likelihood(str, Enum):
     BERNOULLI = "bernoulli"  # f: logits of shape (N,) or (N, 1); y in {0, 1}
     CATEGORICAL = "categorical"  # f: logits (N, K); y integer classes in [0, K)
     GAUSSIAN = "gaussian"  # f: means (N,) or (N, 1); noise precision tau
-
-
-def _positive(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a positive float; got {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be positive and finite; got {value!r}")
-    return float(value)
 
 
 class BayesModel:
@@ -74,8 +67,8 @@ class BayesModel:
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
         self.model = model
         self.likelihood = parse_option(likelihood, Likelihood, "likelihood")
-        self.prior_precision = _positive(prior_precision, "prior_precision")
-        self.noise_precision = _positive(noise_precision, "noise_precision")
+        self.prior_precision = _checks.positive_float(prior_precision, "prior_precision")
+        self.noise_precision = _checks.positive_float(noise_precision, "noise_precision")
         named = dict(model.named_parameters())
         if not named:
             raise ValueError("model: has no parameters to infer")

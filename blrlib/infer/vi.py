@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from blrlib import _checks
 from blrlib.estimators import parse_option
 from blrlib.infer.gaussian import GaussianPosterior
 from blrlib.infer.model import BayesModel
@@ -45,22 +46,6 @@ class Structure(str, Enum):
 
     DIAG = "diag"  # L = diag(exp(s)), P free log-standard deviations
     FULL = "full"  # L lower triangular with diagonal exp(s): P (P + 1) / 2 free numbers
-
-
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be a positive integer; got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value}")
-    return value
-
-
-def _positive_float(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a positive float; got {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be positive and finite; got {value!r}")
-    return float(value)
 
 
 def kl_to_prior(mean: Tensor, chol: Tensor, prior_precision: float) -> Tensor:
@@ -143,11 +128,11 @@ def fit_vi(
             ``final_lr``, or ``init`` of the wrong shape or not finite.
     """
     structure = parse_option(structure, Structure, "structure")
-    n_samples = _positive_int(n_samples, "n_samples")
-    n_steps = _positive_int(n_steps, "n_steps")
-    lr = _positive_float(lr, "lr")
+    n_samples = _checks.count(n_samples, "n_samples")
+    n_steps = _checks.count(n_steps, "n_steps")
+    lr = _checks.positive_float(lr, "lr")
     if final_lr is not None:
-        final_lr = _positive_float(final_lr, "final_lr")
+        final_lr = _checks.positive_float(final_lr, "final_lr")
     if init is not None and not isinstance(init, Tensor):
         raise TypeError(f"init must be a tensor of shape ({bm.dim},); got {type(init).__name__}")
     start = bm.theta0() if init is None else init.detach()
@@ -237,7 +222,7 @@ def elbo(
     """
     if not isinstance(q, GaussianPosterior):
         raise TypeError(f"q must be a GaussianPosterior; got {type(q).__name__}")
-    n_samples = _positive_int(n_samples, "n_samples")
+    n_samples = _checks.count(n_samples, "n_samples")
     mean = q.mean
     if mean.shape != (bm.dim,):
         raise ValueError(f"q: has dimension {mean.numel()}, the model has {bm.dim} parameters")
