@@ -134,3 +134,13 @@ def test_fig1_sharp_flat_claims(sharp_flat_run):
     assert result["flat_minimum"] == 2.5
     bayes = torch.tensor(result["bayes_mean"], dtype=F64)
     assert ((bayes - 2.5).abs() <= 0.3).all(), f"BLR means {bayes.tolist()}"
+
+
+def test_primer_tabular_ci_scores_are_sane():
+    """One seed at ci scale: every method beats chance on breast cancer (63% majority class) by a
+    wide margin and predicts the standardised diabetes targets better than their mean (RMSE 1)."""
+    result = experiments.run("primer_tabular", scale="ci", device="cpu")["result"]
+    for scores in result["breast_cancer"]["runs"][0].values():
+        assert scores["accuracy"] > 0.9
+    for scores in result["diabetes"]["runs"][0].values():
+        assert scores["rmse"] < 1.0
