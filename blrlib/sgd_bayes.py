@@ -1,0 +1,289 @@
+"""Constant SGD as approximate Bayesian inference (Mandt, Hoffman & Blei, 2017).
+
+    from blrlib import sgd_bayes
+    C = sgd_bayes.gradient_noise_covariance(sgd_bayes.per_example_gradients(loss_i, theta))
+    eps = sgd_bayes.optimal_learning_rate(C, batch_size=10, n_data=1000)
+    Sigma = sgd_bayes.stationary_covariance(A, C, eps=eps, batch_size=10)  # A: mean-loss Hessian
+    sgd_bayes.gaussian_kl(theta, Sigma, theta, torch.linalg.inv(1000 * A))
+
+Conventions (the book's Conventions page): the loss is the per-example MEAN
+L(theta) = -(1/N) sum_n log p(x_n | theta) - (1/N) log p(theta), A is its Hessian at the
+optimum theta*, and the posterior is approximated by N(theta*, (N A)^-1). A minibatch-mean
+gradient of size S (drawn with replacement) has noise covariance C / S, C = B B^T in the
+paper. One SGD iteration is one unit of time of the Ornstein-Uhlenbeck process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import scipy.linalg
+import torch
+from torch import Tensor
+
+from blrlib._checks import count, positive_float
+
+__all__ = [
+    "gaussian_kl",
+    "gradient_noise_covariance",
+    "optimal_learning_rate",
+    "optimal_preconditioner",
+    "per_example_gradients",
+    "stationary_covariance",
+]
+
+
+def _square(M: object, name: str) -> Tensor:
+    if not isinstance(M, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor; got {type(M).__name__}")
+    if M.dim() != 2 or M.shape[0] != M.shape[1] or M.shape[0] == 0:
+        raise ValueError(f"{name}: expected a square (P, P) matrix; got {tuple(M.shape)}")
+    if not torch.isfinite(M).all():
+        raise ValueError(f"{name}: must be finite")
+    scale = float(M.abs().max()) or 1.0
+    if not torch.allclose(M, M.T, rtol=0, atol=1e-10 * scale):
+        raise ValueError(f"{name}: must be symmetric")
+    return M
+
+
+def _spd(M: object, name: str) -> Tensor:
+    M = _square(M, name)
+    if torch.linalg.cholesky_ex(M).info != 0:
+        raise ValueError(f"{name}: must be symmetric positive definite")
+    return M
+
+
+def _psd(M: object, name: str) -> Tensor:
+    M = _square(M, name)
+    evals = torch.linalg.eigvalsh(M)
+    if evals.min() < -1e-10 * max(float(evals.abs().max()), 1.0):
+        raise ValueError(f"{name}: must be symmetric positive semi-definite")
+    return M
+
+
+def _same_size(P: int, M: Tensor, name: str) -> None:
+    if M.shape[0] != P:
+        raise ValueError(f"{name}: expected ({P}, {P}); got {tuple(M.shape)}")
+
+
+def per_example_gradients(loss_i: Callable[[Tensor], Tensor], theta: Tensor) -> Tensor:
+    """Gradients of each example's loss at ``theta``, the rows of the Jacobian.
+
+    Args:
+        loss_i: maps theta (P,) to the per-example losses (N,).
+        theta: parameters, shape (P,).
+
+    Returns:
+        The Jacobian d loss_i / d theta, shape (N, P).
+
+    Raises:
+        TypeError: ``loss_i`` is not callable or ``theta`` is not a Tensor.
+        ValueError: ``theta`` is not 1-D or ``loss_i`` does not return shape (N,).
+    """
+    if not callable(loss_i):
+        raise TypeError(f"loss_i must be callable; got {type(loss_i).__name__}")
+    if not isinstance(theta, Tensor):
+        raise TypeError(f"theta must be a torch.Tensor; got {type(theta).__name__}")
+    if theta.dim() != 1:
+        raise ValueError(f"theta: expected shape (P,); got {tuple(theta.shape)}")
+    jac = torch.func.jacrev(loss_i)(theta)
+    if jac.dim() != 2:
+        raise ValueError("loss_i: must return per-example losses of shape (N,)")
+    return jac
+
+
+def gradient_noise_covariance(per_example_grads: Tensor) -> Tensor:
+    """Covariance C of a single uniformly drawn example's gradient (Mandt et al., Section 3).
+
+    C = (1/N) sum_n (g_n - g_bar)(g_n - g_bar)^T, the population covariance (divisor N,
+    not N - 1), so that the mean gradient of a minibatch of S examples drawn with
+    replacement has covariance exactly C / S. Without replacement multiply by
+    (N - S) / (N - 1).
+
+    Args:
+        per_example_grads: gradients g_n of the per-example losses, shape (N, P), N >= 2.
+
+    Returns:
+        C, shape (P, P), symmetric positive semi-definite.
+
+    Raises:
+        TypeError: ``per_example_grads`` is not a Tensor.
+        ValueError: it is not 2-D with at least two rows, or not finite.
+    """
+    G = per_example_grads
+    if not isinstance(G, Tensor):
+        raise TypeError(f"per_example_grads must be a torch.Tensor; got {type(G).__name__}")
+    if G.dim() != 2 or G.shape[0] < 2:
+        raise ValueError(f"per_example_grads: expected (N, P) with N >= 2; got {tuple(G.shape)}")
+    if not torch.isfinite(G).all():
+        raise ValueError("per_example_grads: must be finite")
+    Gc = G - G.mean(0)
+    C = Gc.T @ Gc / G.shape[0]
+    return (C + C.T) / 2
+
+
+def stationary_covariance(
+    A: Tensor,
+    C: Tensor,
+    *,
+    eps: float,
+    batch_size: int,
+    preconditioner: Tensor | None = None,
+    discrete: bool = False,
+) -> Tensor:
+    """Stationary covariance Sigma of constant (preconditioned) SGD on a quadratic.
+
+    Implements the Ornstein-Uhlenbeck approximation of Mandt et al. (2017), Section 3, for
+    theta <- theta - eps H g_S, g_S = A (theta - theta*) + noise, noise ~ N(0, C / S):
+    the continuous-time Lyapunov equation
+        (H A) Sigma + Sigma (H A)^T = (eps / S) H C H^T.
+    With ``discrete=True`` the exact stationary covariance of the iteration itself,
+        Sigma = (I - eps H A) Sigma (I - eps H A)^T + (eps^2 / S) H C H^T;
+    the two differ by a relative O(eps lambda_max(H A)) (the paper uses only the first).
+
+    Args:
+        A: Hessian of the mean loss at the optimum, (P, P), symmetric positive definite.
+        C: single-example gradient noise covariance, (P, P), positive semi-definite.
+        eps: learning rate, > 0.
+        batch_size: minibatch size S, >= 1.
+        preconditioner: H, (P, P) symmetric positive definite; None means the identity.
+        discrete: solve the discrete-time equation instead of the continuous one.
+
+    Returns:
+        Sigma, shape (P, P), with A's dtype and device.
+
+    Raises:
+        TypeError: an argument has the wrong type.
+        ValueError: A or H is not SPD, C is not PSD, shapes disagree, eps or batch_size is
+            not positive, or (discrete) the spectral radius of I - eps H A is >= 1.
+    """
+    A = _spd(A, "A")
+    P = A.shape[0]
+    C = _psd(C, "C")
+    _same_size(P, C, "C")
+    eps = positive_float(eps, "eps")
+    S = count(batch_size, "batch_size")
+    if preconditioner is None:
+        H = torch.eye(P, dtype=A.dtype, device=A.device)
+    else:
+        H = _spd(preconditioner, "preconditioner")
+        _same_size(P, H, "preconditioner")
+    HA = (H @ A).detach().cpu().numpy().astype(np.float64)
+    HCH = (H @ C @ H.T).detach().cpu().numpy().astype(np.float64)
+    if discrete:
+        M = np.eye(P) - eps * HA
+        radius = float(np.abs(np.linalg.eigvals(M)).max())
+        if radius >= 1:
+            raise ValueError(
+                f"eps: the iteration is unstable, spectral radius of I - eps H A is {radius:.4g}"
+                " >= 1; need eps < 2 / lambda_max(H A)"
+            )
+        sigma = scipy.linalg.solve_discrete_lyapunov(M, eps**2 / S * HCH)
+    else:
+        sigma = scipy.linalg.solve_continuous_lyapunov(HA, eps / S * HCH)
+    sigma = (sigma + sigma.T) / 2
+    return torch.as_tensor(sigma, dtype=A.dtype, device=A.device)
+
+
+def gaussian_kl(mean_q: Tensor, cov_q: Tensor, mean_p: Tensor, cov_p: Tensor) -> Tensor:
+    """KL(q || p) between Gaussians q = N(mean_q, cov_q) and p = N(mean_p, cov_p).
+
+    KL = 1/2 [tr(cov_p^-1 cov_q) + d^T cov_p^-1 d - P + log det cov_p - log det cov_q],
+    d = mean_p - mean_q; Mandt et al. (2017), Section 4, minimise it with q the SGD
+    stationary distribution and p the approximate posterior.
+
+    Args:
+        mean_q, mean_p: means, shape (P,).
+        cov_q, cov_p: covariances, (P, P), symmetric positive definite.
+
+    Returns:
+        A scalar Tensor.
+
+    Raises:
+        TypeError: an argument is not a Tensor.
+        ValueError: shapes disagree or a covariance is not SPD.
+    """
+    cov_q, cov_p = _spd(cov_q, "cov_q"), _spd(cov_p, "cov_p")
+    P = cov_p.shape[0]
+    _same_size(P, cov_q, "cov_q")
+    for m, name in ((mean_q, "mean_q"), (mean_p, "mean_p")):
+        if not isinstance(m, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor; got {type(m).__name__}")
+        if m.shape != (P,):
+            raise ValueError(f"{name}: expected shape ({P},); got {tuple(m.shape)}")
+    Lp, Lq = torch.linalg.cholesky(cov_p), torch.linalg.cholesky(cov_q)
+    trace = torch.linalg.solve_triangular(Lp, Lq, upper=False).square().sum()
+    z = torch.linalg.solve_triangular(Lp, (mean_p - mean_q)[:, None], upper=False)
+    logdet = 2 * (Lp.diagonal().log().sum() - Lq.diagonal().log().sum())
+    return 0.5 * (trace + z.square().sum() - P + logdet)
+
+
+def optimal_learning_rate(C: Tensor, *, batch_size: int, n_data: int) -> float:
+    """KL-optimal constant learning rate eps* = 2 S P / (N tr C) (Mandt et al., Theorem 1).
+
+    Assumes the mean loss is quadratic near theta* with Hessian A, the noise covariance C
+    is constant there, and the posterior is N(theta*, (N A)^-1). eps* minimises
+    KL(N(theta*, Sigma(eps)) || N(theta*, (N A)^-1)) with Sigma(eps) the continuous-time
+    Lyapunov solution, for ANY SPD A and C: the trace of the Lyapunov equation gives
+    tr(A Sigma) = eps tr C / (2 S) and log det Sigma = P log eps + const, so A drops out.
+    It is not the minimiser for the discrete-time covariance (off by O(eps lambda_max(A))).
+
+    Args:
+        C: single-example gradient noise covariance, (P, P), PSD with tr C > 0.
+        batch_size: minibatch size S, >= 1.
+        n_data: number of examples N, >= 1.
+
+    Returns:
+        eps* as a float.
+
+    Raises:
+        TypeError: an argument has the wrong type.
+        ValueError: C is not PSD or has zero trace, or a count is below 1.
+    """
+    C = _psd(C, "C")
+    S, N = count(batch_size, "batch_size"), count(n_data, "n_data")
+    trace = float(C.trace())
+    if trace <= 0:
+        raise ValueError("C: must have a positive trace")
+    return 2 * S * C.shape[0] / (N * trace)
+
+
+def optimal_preconditioner(
+    C: Tensor, *, batch_size: int, eps: float, n_data: int, diagonal: bool = False
+) -> Tensor:
+    """KL-optimal preconditioner H* = (2 S / (eps N)) C^-1 (Mandt et al., Theorem 2).
+
+    Assumptions as in :func:`optimal_learning_rate`. With the full H*, the continuous-time
+    stationary covariance is exactly the posterior (N A)^-1 for any SPD A and C:
+    (H A)(N A)^-1 + (N A)^-1 (A H) = 2 H / N = (eps / S) H C H. With ``diagonal=True``
+    C is replaced by diag(C) (per-coordinate rates 2 S / (eps N C_kk), as in TensorFlow
+    Probability's VariationalSGD); this matches the posterior only when C is diagonal.
+
+    Args:
+        C: single-example gradient noise covariance, (P, P), SPD (its diagonal positive
+            when ``diagonal``).
+        batch_size: minibatch size S, >= 1.
+        eps: learning rate, > 0.
+        n_data: number of examples N, >= 1.
+        diagonal: use diag(C) instead of C.
+
+    Returns:
+        H*, shape (P, P).
+
+    Raises:
+        TypeError: an argument has the wrong type.
+        ValueError: C is not SPD (or has a non-positive diagonal), or a scalar is invalid.
+    """
+    S, N = count(batch_size, "batch_size"), count(n_data, "n_data")
+    eps = positive_float(eps, "eps")
+    scale = 2 * S / (eps * N)
+    if diagonal:
+        C = _psd(C, "C")
+        d = C.diagonal()
+        if (d <= 0).any():
+            raise ValueError("C: diagonal must be positive when diagonal=True")
+        return torch.diag(scale / d)
+    C = _spd(C, "C")
+    H = scale * torch.cholesky_inverse(torch.linalg.cholesky(C))
+    return (H + H.T) / 2
