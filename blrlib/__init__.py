@@ -1,3 +1,15 @@
-"""blrlib: the Bayesian learning rule of Khan & Rue (2023) in PyTorch."""
+"""blrlib: the Bayesian learning rule of Khan & Rue (2023) in PyTorch.
+
+    from blrlib import blr, families
+    q = families.Gaussian(3)                                   # the candidate family
+    lam = q.natural_from_moments(torch.zeros(3), torch.eye(3))
+    lam = blr.step(q, lam, loss, rho=1.0, estimator="delta")   # one Newton step (Sec 1.3.2)
+    m, cov = q.mean_cov(lam)
+
+Modules: ``families`` (candidates q and their two parametrisations), ``blr`` (the rule, Eq 3-6),
+``estimators`` (natural-gradient estimators), ``infer`` (MAP, Laplace, VI, HMC, MC dropout),
+``sgd_bayes`` (constant SGD as inference, Mandt et al. 2017), ``experiments`` (each chapter's
+experiments at ci and full scale), ``data``, ``landscapes``, ``metrics`` and ``viz``.
+"""
 
 __version__ = "0.1.0"
