@@ -289,7 +289,7 @@ def primer_networks(*, scale: Scale, device: torch.device, seed: int = 0) -> dic
     x, t = data.sin_regression(
         100 if ci else 1000, noise=0.1, seed=seed + 1, dtype=F64, device=device
     )
-    line = torch.linspace(-7.0, 7.0, 281, dtype=F64, device=device).unsqueeze(-1)
+    line = torch.linspace(-10.0, 10.0, 401, dtype=F64, device=device).unsqueeze(-1)
     sin = _fit_all(
         x,
         t,
@@ -299,7 +299,7 @@ def primer_networks(*, scale: Scale, device: torch.device, seed: int = 0) -> dic
         activation=nn.ReLU,
         prior_precision=1.0,
         noise_precision=100.0,
-        p_drop=0.1,
+        p_drop=0.05,
         n_steps=n_steps,
         gen=gen,
         device=device,
