@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 from torch.func import jacrev
 
+from blrlib import _checks
 from blrlib.estimators import parse_option
 from blrlib.infer.gaussian import GaussianPosterior
 from blrlib.infer.model import BayesModel, Likelihood
@@ -179,11 +180,6 @@ def linearised(bm: BayesModel, X: Tensor, q: GaussianPosterior) -> tuple[Tensor,
     return f_mean, f_var
 
 
-def _check_n_samples(n_samples: int) -> None:
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-        raise ValueError(f"n_samples must be a positive int; got {n_samples!r}")
-
-
 def predict(
     bm: BayesModel,
     X: Tensor,
@@ -222,7 +218,7 @@ def predict(
         ValueError: unknown ``method``, non-positive ``n_samples``, ``q`` of the wrong dimension.
     """
     method = parse_option(method, Method, "method")
-    _check_n_samples(n_samples)
+    n_samples = _checks.count(n_samples, "n_samples")
     _check_q(bm, q)
     if method is Method.MC:
         return mc(bm, X, q.sample(n_samples, generator=generator))

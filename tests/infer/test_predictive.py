@@ -159,18 +159,18 @@ def test_probit_method_close_to_mc_for_bernoulli():
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "match"),
+    ("kwargs", "error", "match"),
     [
-        ({"n_samples": 0}, "n_samples"),
-        ({"n_samples": -3}, "n_samples"),
-        ({"n_samples": 2.5}, "n_samples"),
-        ({"n_samples": True}, "n_samples"),
-        ({"method": "laplace"}, "method"),
+        ({"n_samples": 0}, ValueError, "n_samples"),
+        ({"n_samples": -3}, ValueError, "n_samples"),
+        ({"n_samples": 2.5}, TypeError, "n_samples"),
+        ({"n_samples": True}, TypeError, "n_samples"),
+        ({"method": "laplace"}, ValueError, "method"),
     ],
 )
-def test_predict_bad_input(kwargs, match):
+def test_predict_bad_input(kwargs, error, match):
     X, bm, q = _linear("bernoulli")
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(error, match=match):
         predict(bm, X, q, **kwargs)
 
 
