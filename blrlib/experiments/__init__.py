@@ -8,7 +8,7 @@ On the command line: ``python -m blrlib.experiments --list`` and
 ``python -m blrlib.experiments NAME --scale full``, which writes ``results/NAME.json``.
 """
 
-from blrlib.experiments import minima, optimisers, primer
+from blrlib.experiments import minima, optimisers, primer, sgd
 from blrlib.experiments._registry import (
     EXPERIMENTS,
     RESULTS_DIR,
@@ -28,6 +28,7 @@ __all__ = [
     "minima",
     "optimisers",
     "primer",
+    "sgd",
     "register",
     "run",
 ]

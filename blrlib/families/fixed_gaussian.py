@@ -67,8 +67,7 @@ class FixedCovGaussian(ExponentialFamily):
         if self.diagonal:
             if not (precision > 0).all():
                 raise ValueError("precision (diagonal) must be positive")
-            self._log_det = precision.log().sum()
-            self._chol = precision.sqrt().diag()
+            self._log_det = precision.log().sum()  # no dense factor: P can be millions
         else:
             gm.check_symmetric(precision, "precision")
             gm.check_precision(precision, "precision")

@@ -1,4 +1,4 @@
-"""Constant SGD as approximate Bayesian inference (Mandt, Hoffman & Blei, 2017).
+"""The Ornstein-Uhlenbeck theory of constant SGD (Mandt, Hoffman & Blei, 2017).
 
     from blrlib import sgd_bayes
     C = sgd_bayes.gradient_noise_covariance(sgd_bayes.per_example_gradients(loss_i, theta))
@@ -30,6 +30,9 @@ __all__ = [
     "optimal_learning_rate",
     "optimal_preconditioner",
     "per_example_gradients",
+    "polyak_covariance",
+    "sgfs_step",
+    "sgld_noise",
     "stationary_covariance",
 ]
 
@@ -130,17 +133,24 @@ def stationary_covariance(
     eps: float,
     batch_size: int,
     preconditioner: Tensor | None = None,
+    momentum: float = 0.0,
+    injected: Tensor | None = None,
     discrete: bool = False,
 ) -> Tensor:
     """Stationary covariance Sigma of constant (preconditioned) SGD on a quadratic.
 
-    Implements the Ornstein-Uhlenbeck approximation of Mandt et al. (2017), Section 3, for
-    theta <- theta - eps H g_S, g_S = A (theta - theta*) + noise, noise ~ N(0, C / S):
-    the continuous-time Lyapunov equation
-        (H A) Sigma + Sigma (H A)^T = (eps / S) H C H^T.
-    With ``discrete=True`` the exact stationary covariance of the iteration itself,
-        Sigma = (I - eps H A) Sigma (I - eps H A)^T + (eps^2 / S) H C H^T;
-    the two differ by a relative O(eps lambda_max(H A)) (the paper uses only the first).
+    The iteration is that of :func:`blrlib.sgd_bayes.run_chains`, with step matrix K = eps H:
+        v <- mu v - K g_S + xi,   theta <- theta + v,
+    g_S = A (theta - theta*) + nu, nu ~ N(0, C / S) the minibatch noise and xi ~ N(0, Q) an
+    injected noise (Q = 0 for SGD; Q = 2 eps H / N for SGLD). With mu = 0 and Q = 0 this is
+    the Ornstein-Uhlenbeck approximation of Mandt et al. (2017), Section 3: the
+    continuous-time Lyapunov equation
+        (K' A) Sigma + Sigma (K' A)^T = K' C K'^T / S + Q / (1 - mu)^2,   K' = K / (1 - mu),
+    where momentum only rescales the step (the effective learning rate eps / (1 - mu) of their
+    Section 4.3). With ``discrete=True``, the exact stationary covariance of the iteration
+    itself: the discrete Lyapunov equation of the state (theta, v), whose theta block is
+        Sigma = (I - K A) Sigma (I - K A)^T + K C K^T / S + Q   when mu = 0;
+    the two differ by a relative O(eps lambda_max(H A) / (1 - mu)).
 
     Args:
         A: Hessian of the mean loss at the optimum, (P, P), symmetric positive definite.
@@ -148,6 +158,9 @@ def stationary_covariance(
         eps: learning rate, > 0.
         batch_size: minibatch size S, >= 1.
         preconditioner: H, (P, P) symmetric positive definite; None means the identity.
+        momentum: mu in [0, 1).
+        injected: Q, (P, P) positive semi-definite, the covariance of the noise added at each
+            step; None means no injected noise.
         discrete: solve the discrete-time equation instead of the continuous one.
 
     Returns:
@@ -155,8 +168,9 @@ def stationary_covariance(
 
     Raises:
         TypeError: an argument has the wrong type.
-        ValueError: A or H is not SPD, C is not PSD, shapes disagree, eps or batch_size is
-            not positive, or (discrete) the spectral radius of I - eps H A is >= 1.
+        ValueError: A or H is not SPD, C or Q is not PSD, shapes disagree, eps or batch_size
+            is not positive, momentum is outside [0, 1), or (discrete) the iteration is
+            unstable (spectral radius >= 1).
     """
     A = _spd(A, "A")
     P = A.shape[0]
@@ -164,26 +178,127 @@ def stationary_covariance(
     _same_size(P, C, "C")
     eps = positive_float(eps, "eps")
     S = count(batch_size, "batch_size")
+    mu = _momentum(momentum)
     if preconditioner is None:
         H = torch.eye(P, dtype=A.dtype, device=A.device)
     else:
         H = _spd(preconditioner, "preconditioner")
         _same_size(P, H, "preconditioner")
-    HA = (H @ A).detach().cpu().numpy().astype(np.float64)
-    HCH = (H @ C @ H.T).detach().cpu().numpy().astype(np.float64)
-    if discrete:
-        M = np.eye(P) - eps * HA
+    Q = torch.zeros_like(A) if injected is None else _psd(injected, "injected")
+    _same_size(P, Q, "injected")
+    K = _numpy(eps * H)
+    KA = K @ _numpy(A)
+    R = K @ _numpy(C) @ K.T / S + _numpy(Q)
+    if not discrete:
+        sigma = scipy.linalg.solve_continuous_lyapunov(KA / (1 - mu), R / (1 - mu) ** 2)
+    else:
+        # the state (theta, v): theta' = (I - K A) theta + mu v + w, v' = -K A theta + mu v + w
+        eye = np.eye(P)
+        M = np.block([[eye - KA, mu * eye], [-KA, mu * eye]])
         radius = float(np.abs(np.linalg.eigvals(M)).max())
         if radius >= 1:
             raise ValueError(
-                f"eps: the iteration is unstable, spectral radius of I - eps H A is {radius:.4g}"
-                " >= 1; need eps < 2 / lambda_max(H A)"
+                f"eps: the iteration is unstable (spectral radius {radius:.4g} >= 1);"
+                " need eps < 2 (1 + momentum) / lambda_max(H A)"
             )
-        sigma = scipy.linalg.solve_discrete_lyapunov(M, eps**2 / S * HCH)
-    else:
-        sigma = scipy.linalg.solve_continuous_lyapunov(HA, eps / S * HCH)
+        sigma = scipy.linalg.solve_discrete_lyapunov(M, np.block([[R, R], [R, R]]))[:P, :P]
     sigma = (sigma + sigma.T) / 2
     return torch.as_tensor(sigma, dtype=A.dtype, device=A.device)
+
+
+def _numpy(M: Tensor) -> np.ndarray:
+    return M.detach().cpu().numpy().astype(np.float64)
+
+
+def _momentum(momentum: object) -> float:
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)):
+        raise TypeError(f"momentum must be a float in [0, 1); got {type(momentum).__name__}")
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1); got {momentum!r}")
+    return float(momentum)
+
+
+def sgld_noise(preconditioner: Tensor, *, eps: float, n_data: int) -> Tensor:
+    """Injected noise Q = 2 eps H / N of (preconditioned) SGLD on the mean loss.
+
+    Langevin dynamics for the posterior exp(-N L(theta)) discretised with step eps H
+    (Welling & Teh 2011; Mandt et al. 2017, Section 5): theta <- theta - eps H g_S + xi,
+    xi ~ N(0, 2 eps H / N). With exact gradients and eps -> 0 its stationary distribution is
+    the posterior; at finite eps the minibatch noise adds the constant-SGD covariance
+    (Lyapunov: Sigma = (N A)^-1 + Sigma_SGD(eps) when H = I).
+
+    Args:
+        preconditioner: H, (P, P) symmetric positive definite (the identity for plain SGLD).
+        eps: learning rate, > 0.
+        n_data: number of examples N, >= 1.
+
+    Returns:
+        Q, shape (P, P).
+    """
+    H = _spd(preconditioner, "preconditioner")
+    return 2 * positive_float(eps, "eps") * H / count(n_data, "n_data")
+
+
+def sgfs_step(
+    fisher: Tensor, *, eps: float, batch_size: int, n_data: int, B: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """Step matrix K and injected noise Q of Stochastic Gradient Fisher Scoring.
+
+    SGFS (Ahn, Korattikara & Welling 2012) on the mean loss L, with gamma = (N + S) / S, is
+        theta <- theta - K g_S + xi,   K = 2 N (gamma N I_hat + 4 B / eps)^-1,
+        xi ~ N(0, Q),   Q = (K / N) (4 B / eps) (K / N),
+    with I_hat the empirical Fisher (the single-example gradient covariance C). As eps -> inf
+    the noise vanishes and K -> (2 S / (N + S)) I_hat^-1: preconditioned constant SGD close to
+    Mandt et al.'s optimal preconditioner eps H* = (2 S / N) C^-1 (their Section 5.2).
+
+    Args:
+        fisher: I_hat, (P, P) symmetric positive definite.
+        eps: learning rate, > 0.
+        batch_size: minibatch size S, >= 1.
+        n_data: number of examples N, >= 1.
+        B: SGFS's free matrix, (P, P) SPD; None means B = gamma N I_hat / 4, for which
+            K = (2 / gamma) I_hat^-1 / (1 + 1 / eps) (our default, not the paper's).
+
+    Returns:
+        (K, Q), each (P, P).
+    """
+    F = _spd(fisher, "fisher")
+    eps = positive_float(eps, "eps")
+    S, N = count(batch_size, "batch_size"), count(n_data, "n_data")
+    gamma = (N + S) / S
+    B = gamma * N * F / 4 if B is None else _spd(B, "B")
+    _same_size(F.shape[0], B, "B")
+    K = 2 * N * torch.linalg.inv(gamma * N * F + 4 * B / eps)
+    K = (K + K.T) / 2
+    Q = (K / N) @ (4 * B / eps) @ (K / N)
+    return K, (Q + Q.T) / 2
+
+
+def polyak_covariance(A: Tensor, C: Tensor, *, batch_size: int, n_steps: int) -> Tensor:
+    """Covariance of the average of T stationary constant-SGD iterates, for large T.
+
+    Mandt et al. (2017), Section 6: the average theta_bar_T = (1/T) sum_t theta_t has
+    Cov = A^-1 C A^-1 / (T S) + O(1 / (eps T^2)), whatever the learning rate eps: the
+    Cramer-Rao-optimal rate of Polyak & Juditsky (1992). It equals the posterior (N A)^-1 when
+    T S = N and C = A (the model's Fisher equals its Hessian), which motivates averaging over
+    windows of one epoch (the Averaged Stochastic Gradient Sampler).
+
+    Args:
+        A: Hessian of the mean loss at the optimum, (P, P), SPD.
+        C: single-example gradient noise covariance, (P, P), PSD.
+        batch_size: minibatch size S, >= 1.
+        n_steps: number of averaged iterates T, >= 1.
+
+    Returns:
+        A^-1 C A^-1 / (T S), shape (P, P).
+    """
+    A = _spd(A, "A")
+    C = _psd(C, "C")
+    _same_size(A.shape[0], C, "C")
+    S, T = count(batch_size, "batch_size"), count(n_steps, "n_steps")
+    Ainv = torch.cholesky_inverse(torch.linalg.cholesky(A))
+    cov = Ainv @ C @ Ainv / (T * S)
+    return (cov + cov.T) / 2
 
 
 def gaussian_kl(mean_q: Tensor, cov_q: Tensor, mean_p: Tensor, cov_p: Tensor) -> Tensor:

@@ -1,0 +1,46 @@
+"""SGD as approximate Bayesian inference (Mandt, Hoffman & Blei 2017) and its bridge to the BLR.
+
+    from blrlib import infer, sgd_bayes
+    A, C = sgd_bayes.local_quadratic(model, X, y, theta_map)     # Hessian, gradient noise
+    eps = sgd_bayes.optimal_learning_rate(C, batch_size=10, n_data=len(X))
+    Sigma = sgd_bayes.stationary_covariance(A, C, eps=eps, batch_size=10)
+    chains = sgd_bayes.run_chains(sgd_bayes.minibatch_loss(model, X, y), starts, ...)
+
+``theory``: the Ornstein-Uhlenbeck view (stationary covariances, optimal learning rate and
+preconditioner, SGLD/SGFS noise, Polyak averaging); ``samplers``: constant SGD, SGLD, SGFS and
+momentum as vectorised chains on the BLR engine; ``vem``: variational EM with constant SGD.
+"""
+
+from blrlib.sgd_bayes.samplers import Chains, Sampler, local_quadratic, minibatch_loss, run_chains
+from blrlib.sgd_bayes.theory import (
+    gaussian_kl,
+    gradient_noise_covariance,
+    optimal_learning_rate,
+    optimal_preconditioner,
+    per_example_gradients,
+    polyak_covariance,
+    sgfs_step,
+    sgld_noise,
+    stationary_covariance,
+)
+from blrlib.sgd_bayes.vem import evidence_prior_precision, log_evidence, vem_prior_precision
+
+__all__ = [
+    "Chains",
+    "Sampler",
+    "gaussian_kl",
+    "gradient_noise_covariance",
+    "evidence_prior_precision",
+    "local_quadratic",
+    "log_evidence",
+    "minibatch_loss",
+    "optimal_learning_rate",
+    "optimal_preconditioner",
+    "per_example_gradients",
+    "polyak_covariance",
+    "run_chains",
+    "sgfs_step",
+    "sgld_noise",
+    "stationary_covariance",
+    "vem_prior_precision",
+]
