@@ -241,6 +241,7 @@ def posterior(
             domain (e.g. a non-positive Beta shape), or rho outside (0, 1].
     """
     y = likelihood.check(family, y)
+    family.check_natural(prior, "prior")
     lam = prior if lam is None else lam
 
     def expected_loss(mu: Params) -> Tensor:
