@@ -154,3 +154,16 @@ def breast_cancer(*, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
 def diabetes(*, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
     """scikit-learn's bundled diabetes regression set: X (442, 10) standardised, y (442,) raw."""
     return _bundled("load_diabetes", dtype)
+
+
+def binary_digits(*, threshold: float = 8.0, dtype: torch.dtype | None = None):
+    """scikit-learn's bundled 8x8 digits, binarised: X (1797, 64) in {0, 1}, y (1797,) labels.
+
+    A pixel (0-16) is 1 when it is at least ``threshold``.
+    """
+    from sklearn import datasets
+
+    X, y = datasets.load_digits(return_X_y=True)
+    dtype = dtype or torch.get_default_dtype()
+    X = (torch.as_tensor(X) >= threshold).to(dtype)
+    return X, torch.as_tensor(y, dtype=dtype)

@@ -20,7 +20,16 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor
 
-__all__ = ["blr_explorer", "gaussian_pdf", "plot_gaussian", "plot_trace", "snapshots"]
+__all__ = [
+    "blr_explorer",
+    "em_explorer",
+    "em_figure",
+    "gaussian_pdf",
+    "plot_gaussian",
+    "plot_gmm",
+    "plot_trace",
+    "snapshots",
+]
 
 Path1D = Sequence[tuple[float, float]]
 """A BLR path in 1-D: the (mean, variance) of q after each iteration, the initial q first."""
@@ -107,3 +116,48 @@ def plot_trace(idata, **kwargs: object):
         warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing", category=FutureWarning)
         import arviz
     return arviz.plot_trace(idata, **kwargs)
+
+
+def plot_gmm(ax: Axes, y: Tensor, weights: Tensor, means: Tensor, covs: Tensor) -> None:
+    """Data points and each Gaussian component's 1- and 2-sigma ellipses (2-D data)."""
+    ax.scatter(y[:, 0].numpy(), y[:, 1].numpy(), s=4, color="0.6")
+    angles = torch.linspace(0, 2 * math.pi, 100, dtype=means.dtype)
+    circle = torch.stack((angles.cos(), angles.sin()))
+    for k in range(means.shape[0]):
+        chol = torch.linalg.cholesky(covs[k])
+        for radius in (1.0, 2.0):
+            pts = means[k, :, None] + radius * chol @ circle
+            ax.plot(pts[0].numpy(), pts[1].numpy(), color=f"C{k}", lw=2.5 * weights[k].item() + 0.5)
+    ax.set_aspect("equal")
+
+
+def em_figure(y: Tensor, moments: Sequence, loglik: Sequence[float], iteration: int) -> Figure:
+    """The mixture after ``iteration`` EM steps and the log-likelihood trace (a static figure).
+
+    Args:
+        y: 2-D data (N, 2).
+        moments: per iteration, (weights (K,), means (K, 2), covariances (K, 2, 2)).
+        loglik: the mean log-likelihood per iteration.
+        iteration: which iteration to draw.
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    plot_gmm(left, y, *moments[iteration])
+    left.set_title(f"after {iteration} EM steps")
+    right.plot(range(len(loglik)), loglik, color="0.3")
+    right.scatter([iteration], [loglik[iteration]], color="C3", zorder=3)
+    right.set_xlabel("iteration")
+    right.set_ylabel("mean log-likelihood")
+    fig.tight_layout()
+    return fig
+
+
+def em_explorer(y: Tensor, moments: Sequence, loglik: Sequence[float]):
+    """An ipywidgets slider over EM iterations drawing :func:`em_figure` (needs a live kernel;
+    a static page shows :func:`em_figure` at chosen iterations instead)."""
+    import ipywidgets as widgets
+
+    def show(iteration: int) -> None:
+        plt.show(em_figure(y, moments, loglik, iteration))
+
+    slider = widgets.IntSlider(value=0, min=0, max=len(loglik) - 1)
+    return widgets.interactive(show, iteration=slider)

@@ -8,7 +8,7 @@ On the command line: ``python -m blrlib.experiments --list`` and
 ``python -m blrlib.experiments NAME --scale full``, which writes ``results/NAME.json``.
 """
 
-from blrlib.experiments import minima, optimisers, primer, sgd
+from blrlib.experiments import conjugate_em, minima, optimisers, primer, sgd
 from blrlib.experiments._registry import (
     EXPERIMENTS,
     RESULTS_DIR,
@@ -23,12 +23,13 @@ __all__ = [
     "EXPERIMENTS",
     "RESULTS_DIR",
     "Scale",
+    "conjugate_em",
     "default_device",
     "load",
     "minima",
     "optimisers",
     "primer",
-    "sgd",
     "register",
     "run",
+    "sgd",
 ]

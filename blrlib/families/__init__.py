@@ -9,22 +9,34 @@
 Each family maps natural parameters ``lam`` to expectation parameters ``mu`` (and back), and
 provides log-densities, entropies, KL divergences, reparameterised draws and the natural gradient
 of the negative entropy used by the BLR (App B).
+Beta, Gamma, Dirichlet and Normal-Gamma are the conjugate families of Sec 5.1, and the
+categorical family is the E-step family of EM (Sec 5.2).
 """
 
 from blrlib.families._base import ExponentialFamily, Order, Params
 from blrlib.families.bernoulli import Bernoulli
+from blrlib.families.beta import Beta
+from blrlib.families.categorical import Categorical
 from blrlib.families.diag_gaussian import DiagGaussian
+from blrlib.families.dirichlet import Dirichlet
 from blrlib.families.fixed_gaussian import FixedCovGaussian
+from blrlib.families.gamma import Gamma
 from blrlib.families.gaussian import Gaussian
 from blrlib.families.mixture import GaussianMixture
+from blrlib.families.normal_gamma import NormalGamma
 
 __all__ = [
     "Bernoulli",
+    "Beta",
+    "Categorical",
     "DiagGaussian",
+    "Dirichlet",
     "ExponentialFamily",
     "FixedCovGaussian",
+    "Gamma",
     "Gaussian",
     "GaussianMixture",
+    "NormalGamma",
     "Order",
     "Params",
 ]

@@ -1,5 +1,6 @@
 """The baselines the book compares the Bayesian learning rule with (a primer on approximate
-inference): MAP, Laplace, predictives, variational inference, MCMC and MC dropout.
+inference): MAP, Laplace, predictives, variational inference, MCMC, MC dropout, and the
+Kalman/RTS smoother (message passing for the conjugate models of Sec 5.1).
 
     from blrlib import infer
     bm = infer.BayesModel(net, "bernoulli", prior_precision=1.0)
@@ -9,6 +10,7 @@ inference): MAP, Laplace, predictives, variational inference, MCMC and MC dropou
 
 from blrlib.infer.dropout import fit_dropout, mc_dropout_predict
 from blrlib.infer.gaussian import GaussianPosterior
+from blrlib.infer.kalman import kalman_filter, kalman_smoother
 from blrlib.infer.laplace import laplace
 from blrlib.infer.map import fit_map
 from blrlib.infer.mcmc import diagnostics, draws, from_draws, hmc, log_prob_fn, metropolis
@@ -28,6 +30,8 @@ __all__ = [
     "fit_vi",
     "from_draws",
     "hmc",
+    "kalman_filter",
+    "kalman_smoother",
     "laplace",
     "linearised",
     "log_prob_fn",

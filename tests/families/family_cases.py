@@ -16,11 +16,16 @@ from torch import Tensor
 
 from blrlib.families import (
     Bernoulli,
+    Beta,
+    Categorical,
     DiagGaussian,
+    Dirichlet,
     ExponentialFamily,
     FixedCovGaussian,
+    Gamma,
     Gaussian,
     GaussianMixture,
+    NormalGamma,
     Params,
 )
 
@@ -149,3 +154,93 @@ def second_moment(ref: D.Distribution) -> Tensor:
     else:  # independent coordinates
         cov = ref.variance.diag()
     return cov + ref.mean.unsqueeze(-1) * ref.mean.unsqueeze(-2)
+
+
+# ------------------------------------------------------- conjugate families (Sec 5)
+def _positive(*shape: int) -> Tensor:
+    return 0.5 + 3.0 * torch.rand(*shape, dtype=F64)
+
+
+def _beta_lam() -> Params:
+    return _positive(P) - 1.0, _positive(P) - 1.0
+
+
+def _gamma_lam() -> Params:
+    return _positive(P) - 1.0, -_positive(P)
+
+
+def _normal_gamma_lam() -> Params:
+    m0, kappa, a, b = torch.randn(2, dtype=F64), _positive(2), _positive(2), _positive(2)
+    return kappa * m0, -0.5 * kappa, -b - 0.5 * kappa * m0**2, a - 0.5
+
+
+class NormalGammaRef:
+    """Gamma(tau | a, b) N(m | m0, 1 / (kappa tau)) per pair, from torch.distributions parts."""
+
+    def __init__(self, lam: Params) -> None:
+        self.kappa = -2.0 * lam[1]
+        self.m0 = lam[0] / self.kappa
+        self.a = lam[3] + 0.5
+        self.b = -lam[2] - 0.5 * self.kappa * self.m0**2
+        self.tau = D.Gamma(self.a, self.b)
+
+    def log_prob(self, theta: Tensor) -> Tensor:
+        d = self.m0.numel()
+        m, tau = theta[..., :d], theta[..., d:]
+        normal = D.Normal(self.m0, (self.kappa * tau).rsqrt())
+        return (self.tau.log_prob(tau) + normal.log_prob(m)).sum(-1)
+
+    def entropy(self) -> Tensor:
+        # H = H(tau) + E_tau[H(N(m0, 1 / (kappa tau)))], E[log tau] = psi(a) - log b
+        e_log_tau = torch.digamma(self.a) - self.b.log()
+        h_normal = 0.5 * (1.0 + torch.log(2 * torch.pi / self.kappa) - e_log_tau)
+        return (self.tau.entropy() + h_normal).sum()
+
+    def kl(self, other: NormalGammaRef) -> Tensor:
+        # KL(Gamma) + E_q(tau)[KL of the two normals given tau]
+        r = other.kappa / self.kappa
+        normal = 0.5 * (
+            r - 1.0 - r.log() + other.kappa * self.a / self.b * (self.m0 - other.m0) ** 2
+        )
+        return (D.kl_divergence(self.tau, other.tau) + normal).sum()
+
+
+N_CAT, K_CAT = 3, 4
+
+
+def _categorical_lam() -> Params:
+    return (torch.randn(N_CAT, K_CAT - 1, dtype=F64),)
+
+
+BETA = Case(
+    "beta",
+    Beta(P, dtype=F64),
+    _beta_lam,
+    lambda lam: D.Independent(D.Beta(lam[0] + 1, lam[1] + 1), 1),
+    (False, False),
+)
+GAMMA = Case(
+    "gamma",
+    Gamma(P, dtype=F64),
+    _gamma_lam,
+    lambda lam: D.Independent(D.Gamma(lam[0] + 1, -lam[1]), 1),
+    (False, False),
+)
+DIRICHLET = Case(
+    "dirichlet",
+    Dirichlet(P, dtype=F64),
+    lambda: (_positive(P) - 1.0,),
+    lambda lam: D.Dirichlet(lam[0] + 1),
+    (False,),
+)
+CATEGORICAL = Case(
+    "categorical",
+    Categorical(N_CAT, n_classes=K_CAT, dtype=F64),
+    _categorical_lam,
+    lambda lam: D.Independent(D.Categorical(logits=torch.nn.functional.pad(lam[0], (0, 1))), 1),
+    (False,),
+)
+NORMAL_GAMMA = Case(
+    "normal_gamma", NormalGamma(2, dtype=F64), _normal_gamma_lam, NormalGammaRef, (False,) * 4
+)
+CONJUGATE = [BETA, GAMMA, DIRICHLET, CATEGORICAL, NORMAL_GAMMA]
