@@ -394,10 +394,10 @@ def sgd_logistic(*, scale: Scale, device: torch.device, seed: int = 0) -> dict[s
     probs["laplace"] = infer.predict(model, X[test], laplace, method="probit")
     idata = mcmc.hmc(
         mcmc.log_prob_fn(model, X[train], y[train]),
-        theta.expand(32 if ci else 128, -1).clone(),
+        theta.expand(16 if ci else 128, -1).clone(),
         n_samples=100 if ci else 2000,
-        n_warmup=150 if ci else 1000,
-        n_leapfrog=10 if ci else 30,
+        n_warmup=100 if ci else 1000,
+        n_leapfrog=8 if ci else 30,
         generator=gen,
     )
     draws = mcmc.draws(idata)
@@ -407,16 +407,16 @@ def sgd_logistic(*, scale: Scale, device: torch.device, seed: int = 0) -> dict[s
     for name, H in (("sgd", None), ("sgd_diagonal", diag)):
         chains = sgd_bayes.run_chains(
             loss,
-            theta.expand(100 if ci else 2000, -1).clone(),
+            theta.expand(50 if ci else 2000, -1).clone(),
             n_data=N,
             batch_size=S,
             eps=eps,
             preconditioner=H,
-            n_steps=800 if ci else 5000,
-            burn_in=300 if ci else 1000,
+            n_steps=500 if ci else 5000,
+            burn_in=200 if ci else 1000,
             generator=gen,
         )
-        kept = chains.samples[::25].reshape(-1, X.shape[1] + 1)
+        kept = chains.samples[::10].reshape(-1, X.shape[1] + 1)
         probs[name] = predictive(kept[torch.randperm(len(kept), generator=gen)[:400]])
     return {
         "eps_star": eps,
@@ -440,7 +440,7 @@ def sgd_bridge(*, scale: Scale, device: torch.device, seed: int = 0) -> dict[str
         n_data=N,
         batch_size=S,
         eps=eps,
-        n_steps=2000,
+        n_steps=1200,
         burn_in=200,
         generator=gen,
     )
@@ -450,8 +450,8 @@ def sgd_bridge(*, scale: Scale, device: torch.device, seed: int = 0) -> dict[str
     eye = torch.eye(2, dtype=F64, device=device)
     lam = q.natural_from_moments(torch.zeros(2, dtype=F64, device=device), eye)
     track = []
-    for t in range(500):
-        rho = 10 / (t + 100)  # decreasing, so that q settles instead of jittering
+    for t in range(300):
+        rho = 1 / (t + 2)  # Robbins-Monro: lam averages the minibatch site terms
         idx = torch.randint(0, N, (S,), generator=gen, device=device)
 
         def loss(theta: Tensor, idx: Tensor = idx) -> Tensor:

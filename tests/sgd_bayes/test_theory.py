@@ -251,3 +251,60 @@ def test_gaussian_kl_matches_torch_distributions() -> None:
     )
     # Two Cholesky-based evaluations of the same closed form: rounding only.
     assert_close(sgd_bayes.gaussian_kl(mq, Sq, mp, Sp), ref, rtol=1e-10, atol=1e-12)
+
+
+def test_sgld_with_exact_gradients_samples_the_posterior() -> None:
+    A, N = _random_spd(3), 50
+    Q = sgd_bayes.sgld_noise(torch.eye(3), eps=0.01, n_data=N)
+    sigma = sgd_bayes.stationary_covariance(
+        A, torch.zeros(3, 3), eps=0.01, batch_size=1, injected=Q
+    )
+    # continuous time: A Sigma + Sigma A = 2 I / N is solved by the posterior (N A)^-1
+    assert_close(sigma, torch.linalg.inv(N * A))
+
+
+def test_momentum_rescales_the_learning_rate_in_continuous_time() -> None:
+    A, C = _random_spd(3), _random_spd(3)
+    with_mu = sgd_bayes.stationary_covariance(A, C, eps=0.01, batch_size=2, momentum=0.9)
+    assert_close(with_mu, sgd_bayes.stationary_covariance(A, C, eps=0.1, batch_size=2))
+    # and the discrete-time covariance approaches it as eps -> 0 at fixed mu
+    gaps = [
+        float(
+            torch.linalg.norm(
+                sgd_bayes.stationary_covariance(
+                    A, C, eps=e, batch_size=2, momentum=0.9, discrete=True
+                )
+                / e
+                - with_mu / 0.01
+            )
+        )
+        for e in (1e-3, 1e-4)
+    ]
+    assert gaps[1] < gaps[0] / 5
+
+
+def test_sgfs_limits() -> None:
+    F, N, S = _random_spd(3), 1000, 10
+    K, Q = sgd_bayes.sgfs_step(F, eps=1e9, batch_size=S, n_data=N)
+    # large eps: preconditioned SGD with step 2 S / (N + S) I_hat^-1 and no injected noise
+    assert_close(K, 2 * S / (N + S) * torch.linalg.inv(F), rtol=1e-6, atol=0)
+    assert float(Q.abs().max()) < 1e-9
+    # small eps: Langevin, the injected noise is 2 K / N
+    K, Q = sgd_bayes.sgfs_step(F, eps=1e-6, batch_size=S, n_data=N)
+    assert_close(Q, 2 * K / N, rtol=1e-4, atol=0)
+
+
+def test_polyak_covariance_is_the_large_T_variance_of_the_average() -> None:
+    A2, C2 = _quadratic_2d()
+    S, T = 3, 4000
+    predicted = sgd_bayes.polyak_covariance(A2, C2, batch_size=S, n_steps=T)
+    for eps in (0.1, 0.2):  # the same limit whatever the learning rate
+        sigma = sgd_bayes.stationary_covariance(A2, C2, eps=eps, batch_size=S, discrete=True)
+        M = torch.eye(2) - eps * A2
+        # Var(mean of T stationary iterates) = (1/T^2) [T Sigma + sum_k (T - k)(M^k Sigma + .^T)]
+        total, Mk = T * sigma, torch.eye(2)
+        for k in range(1, T):
+            Mk = Mk @ M
+            total = total + (T - k) * (Mk @ sigma + sigma @ Mk.T)
+        # the O(1 / (eps T^2)) remainder is about 1 / (eps lambda_min T) < 1% of it here
+        assert_close(total / T**2, predicted, rtol=0.01, atol=0)
