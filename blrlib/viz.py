@@ -25,6 +25,7 @@ __all__ = [
     "em_explorer",
     "em_figure",
     "gaussian_pdf",
+    "plot_ellipse",
     "plot_gaussian",
     "plot_gmm",
     "plot_trace",
@@ -118,16 +119,22 @@ def plot_trace(idata, **kwargs: object):
     return arviz.plot_trace(idata, **kwargs)
 
 
+def plot_ellipse(ax: Axes, mean: Tensor, cov: Tensor, *, radius: float = 2.0, **style: object):
+    """The ellipse {mean + radius * L u : |u| = 1}, cov = L L^T, of a 2-D Gaussian on ``ax``."""
+    angles = torch.linspace(0, 2 * math.pi, 100, dtype=cov.dtype)
+    pts = mean[:, None] + radius * torch.linalg.cholesky(cov) @ torch.stack(
+        (angles.cos(), angles.sin())
+    )
+    return ax.plot(pts[0].numpy(), pts[1].numpy(), **style)
+
+
 def plot_gmm(ax: Axes, y: Tensor, weights: Tensor, means: Tensor, covs: Tensor) -> None:
     """Data points and each Gaussian component's 1- and 2-sigma ellipses (2-D data)."""
     ax.scatter(y[:, 0].numpy(), y[:, 1].numpy(), s=4, color="0.6")
-    angles = torch.linspace(0, 2 * math.pi, 100, dtype=means.dtype)
-    circle = torch.stack((angles.cos(), angles.sin()))
     for k in range(means.shape[0]):
-        chol = torch.linalg.cholesky(covs[k])
         for radius in (1.0, 2.0):
-            pts = means[k, :, None] + radius * chol @ circle
-            ax.plot(pts[0].numpy(), pts[1].numpy(), color=f"C{k}", lw=2.5 * weights[k].item() + 0.5)
+            width = 2.5 * weights[k].item() + 0.5
+            plot_ellipse(ax, means[k], covs[k], radius=radius, color=f"C{k}", lw=width)
     ax.set_aspect("equal")
 
 

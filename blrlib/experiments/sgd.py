@@ -440,7 +440,7 @@ def sgd_bridge(*, scale: Scale, device: torch.device, seed: int = 0) -> dict[str
         n_data=N,
         batch_size=S,
         eps=eps,
-        n_steps=1200,
+        n_steps=800,
         burn_in=200,
         generator=gen,
     )
@@ -450,7 +450,7 @@ def sgd_bridge(*, scale: Scale, device: torch.device, seed: int = 0) -> dict[str
     eye = torch.eye(2, dtype=F64, device=device)
     lam = q.natural_from_moments(torch.zeros(2, dtype=F64, device=device), eye)
     track = []
-    for t in range(300):
+    for t in range(150):
         rho = 1 / (t + 2)  # Robbins-Monro: lam averages the minibatch site terms
         idx = torch.randint(0, N, (S,), generator=gen, device=device)
 
@@ -470,6 +470,8 @@ def sgd_bridge(*, scale: Scale, device: torch.device, seed: int = 0) -> dict[str
         "lyapunov": sgd_bayes.stationary_covariance(prob.A, prob.C, eps=eps, batch_size=S).tolist(),
         "iterates": iterates.tolist(),
         "kl_sgd": prob.kl(iterates),
+        "cov_error_sgd": _rel(torch.cov(iterates.T), prob.posterior),
         "blr_track": track,
         "kl_blr": float(sgd_bayes.gaussian_kl(m, cov, prob.theta, prob.posterior)),
+        "cov_error_blr": _rel(cov, prob.posterior),
     }
