@@ -14,11 +14,15 @@ expected gradient and Hessian diagonal the BLR gives the updates of Sec 4.2 and 
 
 from __future__ import annotations
 
+from enum import Enum
+
 import torch
 from torch import Tensor
 
 from blrlib.families._base import ExponentialFamily, Order, Params, inner
 from blrlib.families._gaussian_math import LOG_2PI
+
+__all__ = ["DiagGaussian", "Momentum", "blr_update_"]
 
 
 class DiagGaussian(ExponentialFamily):
@@ -151,3 +155,106 @@ class DiagGaussian(ExponentialFamily):
     def _check_expectation_values(self, mu: Params, name: str) -> None:
         if not (mu[1] - mu[0] ** 2 > 0).all():
             raise ValueError(f"{name}: mu2 - mu1^2 (the variance) must be positive")
+
+
+class Momentum(str, Enum):
+    """Momentum of :func:`blr_update_`: ``natural`` (App F, Eq 80) or ``ema`` (Eq 77, Adam's)."""
+
+    NATURAL = "natural"
+    EMA = "ema"
+
+
+def blr_update_(
+    means: list[Tensor],
+    hess: list[Tensor],
+    grads: list[Tensor],
+    hess_hat: list[Tensor] | None,
+    *,
+    lr: float,
+    beta: float,
+    n_data: float,
+    prior_prec: float,
+    gamma: float = 0.0,
+    momentum: Momentum = Momentum.NATURAL,
+    buffers: tuple[list[Tensor], ...] = (),
+    step: int = 1,
+    sqrt: bool = False,
+    eps: float = 0.0,
+    bias_correction: bool = False,
+    positive: bool = False,
+) -> None:
+    """One BLR step of the diagonal Gaussian q = N(m, diag(s)^-1), in place, on lists of tensors.
+
+    Implements Eq 37 of Khan & Rue (2023) with separate rates for m and s (Eq 36), for the loss
+    bar-ell = N * (batch-mean loss) + delta |theta|^2 / 2 and in per-example units
+    (s = N h + delta, so that the step reads like Adam's):
+
+        h <- (1 - beta) h + beta h_hat,      m <- m - lr (g + delta/N m) / (h + delta/N),
+
+    where g and h_hat estimate E_q[grad] and E_q[diag Hessian] of the batch-mean loss.
+    With lr = beta = rho this is ``blr.step`` with :class:`DiagGaussian` (tests/optim).
+    Options, each a departure the paper names:
+
+    * ``momentum="natural"``, ``gamma``: App F, Eq 80, lam <- lam - rho grad + gamma (lam_t -
+      lam_{t-1}); in (m, s) coordinates h gains gamma (h_t - h_{t-1}) and the mean step
+      gamma D_{t-1} (m_t - m_{t-1}) / D_{t+1} with D = h + delta/N (a corrected Eq 81).
+      ``buffers`` = (h_t - h_{t-1}, D_{t-1} (m_t - m_{t-1})), zero-initialised.
+    * ``momentum="ema"``: Eq 77, u <- gamma u + (1 - gamma) g replaces g; ``buffers`` = (u,).
+    * ``sqrt``, ``eps``: Eq 38, the scaling sqrt(h) + eps replaces h + delta/N; with
+      ``hess_hat=None`` h_hat = (g + delta/N m)^2, so this is RMSprop, or Adam with ``ema``.
+    * ``bias_correction``: Adam's division by 1 - gamma^step (and 1 - (1 - beta)^step for h
+      under ``sqrt``).
+    * ``positive``: adds beta^2 / 2 (h - h_hat)^2 / (h + delta/N), which keeps s positive for
+      any h_hat (Lin, Schmidt & Khan 2020); it is not part of Eq 37, so off by default.
+
+    Args:
+        means: the means m (the network's weights), updated in place.
+        hess: h, the per-example precision without the prior, updated in place.
+        grads: g, the estimated gradient of the batch-mean loss.
+        hess_hat: the estimated Hessian diagonal of the batch-mean loss, or None (``sqrt``).
+        lr, beta: the rates of m and of h (rho for both in Eq 37).
+        n_data, prior_prec: N and the prior precision delta.
+        gamma, momentum, buffers, step, sqrt, eps, bias_correction, positive: see above.
+    """
+    wd = prior_prec / n_data
+    gt = torch._foreach_add(grads, means, alpha=wd) if wd != 0 else list(grads)
+    if hess_hat is None:
+        hess_hat = torch._foreach_mul(gt, gt)
+    natural = momentum is Momentum.NATURAL and gamma != 0
+    if natural:
+        dh, vel = buffers
+        h_old = [h.clone() for h in hess]
+        d_old = torch._foreach_add(hess, wd)  # D_t, before the update
+    if positive:
+        corr = torch._foreach_sub(hess, hess_hat)
+        torch._foreach_mul_(corr, corr)
+        torch._foreach_div_(corr, torch._foreach_add(hess, wd))
+    torch._foreach_lerp_(hess, hess_hat, beta)
+    if positive:
+        torch._foreach_add_(hess, corr, alpha=0.5 * beta * beta)
+    if natural:  # h_{t+1} += gamma (h_t - h_{t-1});  dh <- h_{t+1} - h_t
+        torch._foreach_add_(hess, dh, alpha=gamma)
+        torch._foreach_copy_(dh, hess)
+        torch._foreach_sub_(dh, h_old)
+    if sqrt:
+        scale = (1.0 - (1.0 - beta) ** step) if bias_correction else 1.0
+        denom = torch._foreach_sqrt(torch._foreach_div(hess, scale) if scale != 1 else hess)
+        torch._foreach_add_(denom, eps)
+    else:
+        denom = torch._foreach_add(hess, wd)
+    if natural:  # m <- m - (lr g - gamma vel) / D_{t+1};  vel <- D_t (m_{t+1} - m_t)
+        num = torch._foreach_mul(gt, lr)
+        torch._foreach_add_(num, vel, alpha=-gamma)
+        torch._foreach_div_(num, denom)
+        torch._foreach_sub_(means, num)
+        torch._foreach_mul_(num, d_old)
+        torch._foreach_zero_(vel)
+        torch._foreach_sub_(vel, num)
+        return
+    if momentum is Momentum.EMA and gamma != 0:
+        (u,) = buffers
+        torch._foreach_lerp_(u, gt, 1.0 - gamma)
+        gt = u
+        if bias_correction:
+            lr = lr / (1.0 - gamma**step)
+    torch._foreach_addcdiv_(means, gt, denom, value=-lr)
