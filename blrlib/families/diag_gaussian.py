@@ -182,6 +182,7 @@ def blr_update_(
     eps: float = 0.0,
     bias_correction: bool = False,
     positive: bool = False,
+    work: list[Tensor] | None = None,
 ) -> None:
     """One BLR step of the diagonal Gaussian q = N(m, diag(s)^-1), in place, on lists of tensors.
 
@@ -215,46 +216,59 @@ def blr_update_(
         lr, beta: the rates of m and of h (rho for both in Eq 37).
         n_data, prior_prec: N and the prior precision delta.
         gamma, momentum, buffers, step, sqrt, eps, bias_correction, positive: see above.
+        work: scratch tensors shaped like ``hess`` (allocated when None); ``work`` and
+            ``hess_hat`` are overwritten, so that a step allocates nothing.
     """
     wd = prior_prec / n_data
-    gt = torch._foreach_add(grads, means, alpha=wd) if wd != 0 else list(grads)
-    if hess_hat is None:
-        hess_hat = torch._foreach_mul(gt, gt)
+    work = [torch.empty_like(h) for h in hess] if work is None else work
+    if hess_hat is None:  # Eq 38: the squared gradient of bar-ell / N
+        torch._foreach_copy_(work, grads)
+        torch._foreach_add_(work, means, alpha=wd)
+        hess_hat = torch._foreach_mul(work, work)
     natural = momentum is Momentum.NATURAL and gamma != 0
     if natural:
         dh, vel = buffers
         h_old = [h.clone() for h in hess]
         d_old = torch._foreach_add(hess, wd)  # D_t, before the update
-    if positive:
-        corr = torch._foreach_sub(hess, hess_hat)
-        torch._foreach_mul_(corr, corr)
-        torch._foreach_div_(corr, torch._foreach_add(hess, wd))
-    torch._foreach_lerp_(hess, hess_hat, beta)
-    if positive:
-        torch._foreach_add_(hess, corr, alpha=0.5 * beta * beta)
+    if positive:  # work <- h + delta / N, before the update
+        torch._foreach_copy_(work, hess)
+        torch._foreach_add_(work, wd)
+    torch._foreach_sub_(hess_hat, hess)  # hess_hat <- h_hat - h
+    torch._foreach_add_(hess, hess_hat, alpha=beta)  # h <- h + beta (h_hat - h)
+    if positive:  # + beta^2 / 2 (h - h_hat)^2 / (h + delta / N)
+        torch._foreach_mul_(hess_hat, hess_hat)
+        torch._foreach_div_(hess_hat, work)
+        torch._foreach_add_(hess, hess_hat, alpha=0.5 * beta * beta)
     if natural:  # h_{t+1} += gamma (h_t - h_{t-1});  dh <- h_{t+1} - h_t
         torch._foreach_add_(hess, dh, alpha=gamma)
         torch._foreach_copy_(dh, hess)
         torch._foreach_sub_(dh, h_old)
+    torch._foreach_copy_(work, hess)  # work <- the scaling D_{t+1}
     if sqrt:
-        scale = (1.0 - (1.0 - beta) ** step) if bias_correction else 1.0
-        denom = torch._foreach_sqrt(torch._foreach_div(hess, scale) if scale != 1 else hess)
-        torch._foreach_add_(denom, eps)
+        if bias_correction:
+            torch._foreach_div_(work, 1.0 - (1.0 - beta) ** step)
+        torch._foreach_sqrt_(work)
+        torch._foreach_add_(work, eps)
     else:
-        denom = torch._foreach_add(hess, wd)
-    if natural:  # m <- m - (lr g - gamma vel) / D_{t+1};  vel <- D_t (m_{t+1} - m_t)
-        num = torch._foreach_mul(gt, lr)
-        torch._foreach_add_(num, vel, alpha=-gamma)
-        torch._foreach_div_(num, denom)
-        torch._foreach_sub_(means, num)
-        torch._foreach_mul_(num, d_old)
-        torch._foreach_zero_(vel)
-        torch._foreach_sub_(vel, num)
-        return
-    if momentum is Momentum.EMA and gamma != 0:
-        (u,) = buffers
-        torch._foreach_lerp_(u, gt, 1.0 - gamma)
-        gt = u
+        torch._foreach_add_(work, wd)
+    if momentum is Momentum.EMA and gamma != 0:  # u <- gamma u + (1 - gamma) (g + delta/N m)
+        (direction,) = buffers
+        torch._foreach_lerp_(direction, grads, 1.0 - gamma)
+        if wd != 0:
+            torch._foreach_add_(direction, means, alpha=(1.0 - gamma) * wd)
         if bias_correction:
             lr = lr / (1.0 - gamma**step)
-    torch._foreach_addcdiv_(means, gt, denom, value=-lr)
+    else:  # hess_hat is free again: it holds g + delta/N m
+        direction = hess_hat
+        torch._foreach_copy_(direction, grads)
+        torch._foreach_add_(direction, means, alpha=wd)
+    if natural:  # m <- m - (lr g - gamma vel) / D_{t+1};  vel <- D_t (m_{t+1} - m_t)
+        torch._foreach_mul_(direction, lr)
+        torch._foreach_add_(direction, vel, alpha=-gamma)
+        torch._foreach_div_(direction, work)
+        torch._foreach_sub_(means, direction)
+        torch._foreach_mul_(direction, d_old)
+        torch._foreach_zero_(vel)
+        torch._foreach_sub_(vel, direction)
+        return
+    torch._foreach_addcdiv_(means, direction, work, value=-lr)

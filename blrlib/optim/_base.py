@@ -127,8 +127,9 @@ class BLROptimizer(torch.optim.Optimizer):
             hess_init=hess_init, eps=eps,
         )  # fmt: skip
         super().__init__(params, defaults)
-        self._noise: dict[Tensor, Tensor] = {}  # theta - m of the last training draw
+        self._noise: dict[Tensor, tuple[Tensor, Tensor]] = {}  # theta - m and s of the draw
         self._hess_hat: dict[Tensor, Tensor] = {}  # from backward() (gauss_newton, autograd)
+        self._scratch: dict[tuple[Any, ...], Any] = {}  # buffers reused by sampled_params
 
     # ------------------------------------------------------------------ state
     def _state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Any]:
@@ -150,27 +151,21 @@ class BLROptimizer(torch.optim.Optimizer):
                 if p.requires_grad:
                     yield group, p
 
-    def _precisions(self, group: dict[str, Any], ps: list[Tensor]) -> list[Tensor]:
+    def _precisions(
+        self, group: dict[str, Any], ps: list[Tensor], out: list[Tensor] | None = None
+    ) -> list[Tensor]:
         """s = N D(h) for each parameter of a group: D = h + delta / N, or sqrt(h) + eps."""
         hess = [self._state(p, group)["hess"] for p in ps]
+        out = [torch.empty_like(h) for h in hess] if out is None else out
+        torch._foreach_copy_(out, hess)
         if self.options["sqrt"]:
-            out = torch._foreach_sqrt(hess)
+            torch._foreach_sqrt_(out)
             torch._foreach_add_(out, group["eps"])
             torch._foreach_mul_(out, group["n_data"])
-            return out
-        out = torch._foreach_mul(hess, group["n_data"])
-        torch._foreach_add_(out, group["prior_prec"])
+        else:
+            torch._foreach_mul_(out, group["n_data"])
+            torch._foreach_add_(out, group["prior_prec"])
         return out
-
-    def _draw(self, group: dict[str, Any], ps: list[Tensor]) -> list[Tensor]:
-        """theta - m = s^-1/2 eps for each parameter; one flat N(0, I) draw per group."""
-        precs = self._precisions(group, ps)
-        sizes = [p.numel() for p in ps]
-        flat = torch.randn(
-            sum(sizes), generator=self.generator, dtype=precs[0].dtype, device=ps[0].device
-        )
-        eps = [e.view_as(p) for e, p in zip(flat.split(sizes), ps, strict=True)]
-        return torch._foreach_mul(eps, torch._foreach_rsqrt(precs))
 
     def precision(self, p: Tensor) -> Tensor:
         """The posterior precision s = N h + delta of parameter ``p`` (a copy)."""
@@ -188,7 +183,7 @@ class BLROptimizer(torch.optim.Optimizer):
         estimate needs theta - m). With the delta method (OGN, Eq 36-38) theta = m when
         training: the gradient is taken at the mean.
         """
-        backups: list[tuple[Tensor, Tensor]] = []
+        restore: list[tuple[list[Tensor], list[Tensor]]] = []
         try:
             with torch.no_grad():
                 if train:
@@ -196,19 +191,40 @@ class BLROptimizer(torch.optim.Optimizer):
                 if not (train and self.estimator is Estimator.DELTA):
                     for group in self.param_groups:
                         ps = [p for p in group["params"] if p.requires_grad]
-                        if not ps:
-                            continue
-                        noise = self._draw(group, ps)
-                        for p, e in zip(ps, noise, strict=True):
-                            backups.append((p, p.detach().clone()))
-                            p.add_(e.to(p.dtype))
-                            if train:
-                                self._noise[p] = e
+                        if ps:
+                            restore.append((ps, self._perturb(group, ps, train)))
             yield
         finally:
             with torch.no_grad():
-                for p, m in backups:
-                    p.copy_(m)
+                for ps, means in restore:
+                    torch._foreach_copy_(ps, means)
+
+    def _perturb(self, group: dict[str, Any], ps: list[Tensor], train: bool) -> list[Tensor]:
+        """theta = m + s^-1/2 eps in place (one flat N(0, I) draw per group); returns the means.
+
+        The draw, the precisions and the copy of the means live in scratch buffers kept between
+        steps (allocating them anew costs more than the arithmetic on a CPU).
+        """
+        key = (train, *(id(p) for p in ps))  # predictions must not overwrite a training draw
+        if key not in self._scratch:
+            sizes = [p.numel() for p in ps]
+            dtype = self._state(ps[0], group)["hess"].dtype
+            flat = torch.empty(sum(sizes), dtype=dtype, device=ps[0].device)
+            eps = [e.view_as(p) for e, p in zip(flat.split(sizes), ps, strict=True)]
+            self._scratch[key] = (flat, eps, [torch.empty_like(e) for e in eps],
+                                  [torch.empty_like(p) for p in ps])  # fmt: skip
+        flat, eps, precs, means = self._scratch[key]
+        flat.normal_(generator=self.generator)
+        self._precisions(group, ps, out=precs)
+        torch._foreach_div_(eps, torch._foreach_sqrt(precs))
+        torch._foreach_copy_(means, ps)
+        if ps[0].dtype in LOW_PRECISION:
+            torch._foreach_add_(ps, [e.to(p.dtype) for e, p in zip(eps, ps, strict=True)])
+        else:
+            torch._foreach_add_(ps, eps)
+        if train:  # kept for step(): theta - m and s (Price's identity)
+            self._noise.update(zip(ps, zip(eps, precs, strict=True), strict=True))
+        return means
 
     def backward(self, inputs: Tensor, targets: Tensor) -> Tensor:
         """Gradient and Hessian-diagonal estimate of the batch-mean loss at the current weights.
@@ -274,11 +290,14 @@ class BLROptimizer(torch.optim.Optimizer):
         means = [p.float() for p in ps] if low else ps
         grads = [p.grad.to(s["hess"].dtype) for p, s in zip(ps, states, strict=True)]
         hess = [s["hess"] for s in states]
+        work = None
         if self.hessian is HessianEstimate.GRADSQ:
             hess_hat = None
         elif self.hessian is HessianEstimate.REPARAM:  # E[(theta - m) s g] (Price, App D)
-            hess_hat = torch._foreach_mul(grads, [self._noise[p] for p in ps])
-            torch._foreach_mul_(hess_hat, self._precisions(group, ps))
+            hess_hat = [self._noise[p][0] for p in ps]  # the draw's buffers, overwritten
+            torch._foreach_mul_(hess_hat, grads)
+            work = [self._noise[p][1] for p in ps]
+            torch._foreach_mul_(hess_hat, work)  # then work is free: blr_update_'s scratch
         else:
             hess_hat = [self._hess_hat[p].to(h.dtype) for p, h in zip(ps, hess, strict=True)]
         if self.momentum is Momentum.NATURAL and group["gamma"] != 0:
@@ -293,7 +312,7 @@ class BLROptimizer(torch.optim.Optimizer):
             means, hess, grads, hess_hat,
             lr=group["lr"], beta=group["beta"], n_data=group["n_data"],
             prior_prec=group["prior_prec"], gamma=group["gamma"], momentum=self.momentum,
-            buffers=buffers, step=states[0]["step"], eps=group["eps"], **self.options,
+            buffers=buffers, step=states[0]["step"], eps=group["eps"], work=work, **self.options,
         )  # fmt: skip
         if low:
             torch._foreach_copy_(ps, means)
