@@ -83,16 +83,28 @@ def _one_step(name: str, opt: Any, model: nn.Module, x: Tensor, y: Tensor) -> No
 
 
 def step_times(
-    device: torch.device, *, steps: int = 50, rounds: int = 7, warmup: int = 20
+    device: torch.device,
+    *,
+    steps: int = 50,
+    rounds: int = 7,
+    warmup: int = 20,
+    names: list[str] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Median seconds per step for each optimizer and model, and its ratio to Adam's.
+
+    Args:
+        device: where to run. steps, rounds, warmup: steps per timed round, rounds, warm-up.
+        names: among "adam" (always run), "adam_like", "von", "vogn", "ivon"; by default all,
+            "ivon" only where the ``ivon-opt`` package is installed.
 
     Returns:
         ``{"mlp/von": {"seconds": ..., "ratio": ...}, ...}``.
     """
-    names = ["adam", "adam_like", "von", "vogn"]
-    if importlib.util.find_spec("ivon") is not None:
-        names.append("ivon")
+    if names is None:
+        names = ["adam_like", "von", "vogn"]
+        if importlib.util.find_spec("ivon") is not None:
+            names.append("ivon")
+    names = ["adam"] + [n for n in names if n != "adam"]
     result: dict[str, dict[str, float]] = {}
     for model_name, (build, x, y) in _models(device).items():
         x, y = x.to(device), y.to(device)

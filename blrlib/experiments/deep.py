@@ -22,7 +22,9 @@ from blrlib import infer, metrics, optim
 from blrlib.experiments._registry import Scale, register
 from blrlib.infer import predictive
 
-__all__ = ["auroc", "entropy", "fit", "optim_digits"]
+__all__ = [
+    "auroc", "entropy", "fit", "optim_digits", "optim_moons", "optim_sharp_flat_2d", "reliability",
+]  # fmt: skip
 
 F64 = torch.float64
 METHODS = ("adam", "sgd", "vogn", "von", "mc_dropout", "laplace_last_layer")
@@ -41,6 +43,22 @@ def auroc(inside: Tensor, outside: Tensor) -> float:
     """P(score_out > score_in) + P(tie) / 2: how well a score separates OOD inputs (1 = perfect)."""
     diff = outside.unsqueeze(1) - inside.unsqueeze(0)
     return float((diff > 0).double().mean() + 0.5 * (diff == 0).double().mean())
+
+
+def reliability(probs: Tensor, y: Tensor, n_bins: int = 10) -> dict[str, list[float]]:
+    """Per confidence bin: mean confidence, accuracy and count (a reliability diagram's data)."""
+    conf, pred = probs.max(-1)
+    bins = torch.clamp((conf * n_bins).long(), max=n_bins - 1)
+    out: dict[str, list[float]] = {"confidence": [], "accuracy": [], "count": []}
+    for b in range(n_bins):
+        mask = bins == b
+        k = int(mask.sum())
+        out["count"].append(k)
+        out["confidence"].append(float(conf[mask].mean()) if k else float("nan"))
+        out["accuracy"].append(
+            float((pred[mask] == y[mask]).double().mean()) if k else float("nan")
+        )
+    return out
 
 
 def _mlp(sizes: list[int], device: torch.device, p_drop: float = 0.0) -> nn.Sequential:
@@ -179,6 +197,7 @@ def optim_digits(*, scale: Scale, device: torch.device, seed: int = 0) -> dict[s
     prior_prec, batch = 1.0, 64
     sizes = [64, hidden, hidden, 10]
     runs: dict[str, list[dict[str, float]]] = {m: [] for m in METHODS}
+    diagrams: dict[str, Any] = {}
     for i, s in enumerate(seeds):
         X, y, Xt, yt, rotated, noise = _digits(s, device)
         inputs = {"test": Xt, "rotated": rotated, "noise": noise}
@@ -191,14 +210,104 @@ def optim_digits(*, scale: Scale, device: torch.device, seed: int = 0) -> dict[s
             opt = fit(name, net, X, y, epochs=epochs, batch=batch, prior_prec=prior_prec, hp=HP,
                       gen=torch.Generator(device=device).manual_seed(s))  # fmt: skip
             nets[name] = net
-            runs[name].append(_scores(_predict_all(name, net, opt, inputs, n_samples), yt, ood))
+            probs = _predict_all(name, net, opt, inputs, n_samples)
+            runs[name].append(_scores(probs, yt, ood))
+            if i == 0:
+                diagrams[name] = reliability(probs["test"], yt)
         if slow:
             torch.manual_seed(s)
             extra = _baselines(nets["adam"], X, y, inputs, prior_prec=prior_prec, hp=HP,
                                sizes=sizes, device=device, n_samples=n_samples)  # fmt: skip
             for name, probs in extra.items():
                 runs[name].append(_scores(probs, yt, ood))
+                if i == 0:
+                    diagrams[name] = reliability(probs["test"], yt)
     mean = {m: {k: sum(r[k] for r in rs) / len(rs) for k in rs[0]} for m, rs in runs.items()}
     return {"seeds": seeds, "epochs": epochs, "hidden": hidden, "hyperparameters": HP,
             "n_seeds": {m: len(rs) for m, rs in runs.items()}, "metrics": mean,
-            "per_seed": runs}  # fmt: skip
+            "per_seed": runs, "reliability": diagrams}  # fmt: skip
+
+
+MOONS_HP = dict(von_lr=0.2, hess_init=0.3, beta=1e-3)
+
+
+def _moons_grid(device: torch.device, n: int) -> tuple[Tensor, Tensor, Tensor]:
+    xs = torch.linspace(-3.0, 4.0, n, dtype=F64, device=device)
+    ys = torch.linspace(-3.0, 3.5, n, dtype=F64, device=device)
+    gx, gy = torch.meshgrid(xs, ys, indexing="xy")
+    return xs, ys, torch.stack([gx.reshape(-1), gy.reshape(-1)], -1)
+
+
+@register
+def optim_moons(*, scale: Scale, device: torch.device, seed: int = 0) -> dict[str, Any]:
+    """Two moons: Adam's and VON's predictive entropy on a grid, near and far from the data.
+
+    "far" are grid points at distance > 1.5 from every training point, "between" those at
+    distance in (0.3, 1.5) whose horizontal position lies inside the data (the gaps around and
+    between the moons).
+    """
+    from blrlib import data
+
+    n, n_grid, epochs = (200, 60, 300) if scale is Scale.CI else (1000, 200, 1000)
+    X, y = data.two_moons(n, noise=0.1, seed=seed, dtype=F64, device=device)
+    y = y.long()
+    xs, ys, grid = _moons_grid(device, n_grid)
+    dist = torch.cdist(grid, X).min(1).values
+    inside = (grid[:, 0] > X[:, 0].min()) & (grid[:, 0] < X[:, 0].max())
+    regions = {"far": dist > 1.5, "between": (dist > 0.3) & (dist < 1.5) & inside}
+    hp = dict(HP, **MOONS_HP)
+    out: dict[str, Any] = {
+        "x": xs.tolist(),
+        "y": ys.tolist(),
+        "X": X.tolist(),
+        "labels": y.tolist(),
+    }
+    for name in ("adam", "von"):
+        torch.manual_seed(seed)
+        net = _mlp([2, 32, 32, 2], device)
+        opt = fit(name, net, X, y, epochs=epochs, batch=50, prior_prec=1.0, hp=hp,
+                  gen=torch.Generator(device=device).manual_seed(seed))  # fmt: skip
+        probs = _predict_all(name, net, opt, {"grid": grid, "train": X}, 64)
+        h = entropy(probs["grid"])
+        out[name] = {
+            "entropy": h.reshape(n_grid, n_grid).tolist(),
+            "train_accuracy": metrics.accuracy(probs["train"], y),
+            **{f"entropy_{k}": float(h[mask].mean()) for k, mask in regions.items()},
+        }
+    return out
+
+
+@register
+def optim_sharp_flat_2d(*, scale: Scale, device: torch.device, seed: int = 0) -> dict[str, Any]:
+    """Fig 1(b) in 2-D: from a grid of starts Adam stops in the nearest minimum, VON in the flat.
+
+    The loss is ``landscapes.SharpFlat`` summed over the two coordinates (N = 1); every start is
+    one row of a single (S, 2) parameter, so that one optimizer runs all of them at once.
+    """
+    from blrlib.landscapes import SharpFlat
+
+    loss_fn, n_side = SharpFlat(), (12 if scale is Scale.CI else 64)
+    side = torch.linspace(-2.0, 5.0, n_side, dtype=F64, device=device)
+    starts = torch.cartesian_prod(side, side)
+    ends = {}
+    for name in ("adam", "von"):
+        theta = nn.Parameter(starts.clone())
+        if name == "adam":
+            opt: Any = torch.optim.Adam([theta], lr=0.02)
+        else:
+            gen = torch.Generator(device=device).manual_seed(seed)
+            opt = optim.VON([theta], n_data=1, lr=0.05, beta=0.02, gamma=0.9, prior_prec=1e-6,
+                            hess_init=1.0, generator=gen)  # fmt: skip
+        for _ in range(2000):
+            opt.zero_grad()
+            if name == "adam":
+                loss_fn(theta).sum().backward()
+            else:
+                with opt.sampled_params(train=True):
+                    loss_fn(theta).sum().backward()
+            opt.step()
+        ends[name] = theta.detach()
+    sharp, flat = loss_fn.centres
+    frac = {k: float(((v - flat).abs() < 0.75).double().mean()) for k, v in ends.items()}
+    return {"starts": starts.tolist(), **{f"{k}_end": v.tolist() for k, v in ends.items()},
+            "fraction_flat": frac, "sharp": sharp, "flat": flat}  # fmt: skip
