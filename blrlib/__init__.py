@@ -8,6 +8,7 @@
 
 Modules: ``families`` (candidates q and their two parametrisations), ``blr`` (the rule, Eq 3-6),
 ``estimators`` (natural-gradient estimators), ``infer`` (MAP, Laplace, VI, HMC, MC dropout),
+``optim`` (BLR optimizers for networks: Newton, AdamLike, OGN, VOGN, VON; ``bench`` times them),
 ``sgd_bayes`` (constant SGD as inference, Mandt et al. 2017), ``experiments`` (each chapter's
 experiments at ci and full scale), ``data``, ``landscapes``, ``metrics`` and ``viz``.
 """

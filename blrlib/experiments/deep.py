@@ -298,6 +298,7 @@ def optim_sharp_flat_2d(*, scale: Scale, device: torch.device, seed: int = 0) ->
             gen = torch.Generator(device=device).manual_seed(seed)
             opt = optim.VON([theta], n_data=1, lr=0.05, beta=0.02, gamma=0.9, prior_prec=1e-6,
                             hess_init=1.0, generator=gen)  # fmt: skip
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 2000)
         for _ in range(2000):
             opt.zero_grad()
             if name == "adam":
@@ -306,6 +307,7 @@ def optim_sharp_flat_2d(*, scale: Scale, device: torch.device, seed: int = 0) ->
                 with opt.sampled_params(train=True):
                     loss_fn(theta).sum().backward()
             opt.step()
+            sched.step()
         ends[name] = theta.detach()
     sharp, flat = loss_fn.centres
     frac = {k: float(((v - flat).abs() < 0.75).double().mean()) for k, v in ends.items()}

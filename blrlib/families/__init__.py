@@ -13,7 +13,7 @@ of the negative entropy used by the BLR (App B).
 
 from blrlib.families._base import ExponentialFamily, Order, Params
 from blrlib.families.bernoulli import Bernoulli
-from blrlib.families.diag_gaussian import DiagGaussian
+from blrlib.families.diag_gaussian import DiagGaussian, Momentum, blr_update_
 from blrlib.families.fixed_gaussian import FixedCovGaussian
 from blrlib.families.gaussian import Gaussian
 from blrlib.families.mixture import GaussianMixture
@@ -25,6 +25,8 @@ __all__ = [
     "FixedCovGaussian",
     "Gaussian",
     "GaussianMixture",
+    "Momentum",
     "Order",
     "Params",
+    "blr_update_",
 ]
