@@ -8,7 +8,7 @@ On the command line: ``python -m blrlib.experiments --list`` and
 ``python -m blrlib.experiments NAME --scale full``, which writes ``results/NAME.json``.
 """
 
-from blrlib.experiments import conjugate_em, minima, optimisers, primer, sgd
+from blrlib.experiments import conjugate_em, deep, minima, optimisers, primer, sgd
 from blrlib.experiments._registry import (
     EXPERIMENTS,
     RESULTS_DIR,
@@ -24,6 +24,7 @@ __all__ = [
     "RESULTS_DIR",
     "Scale",
     "conjugate_em",
+    "deep",
     "default_device",
     "load",
     "minima",

@@ -17,7 +17,7 @@ from blrlib.families._base import ExponentialFamily, Order, Params
 from blrlib.families.bernoulli import Bernoulli
 from blrlib.families.beta import Beta
 from blrlib.families.categorical import Categorical
-from blrlib.families.diag_gaussian import DiagGaussian
+from blrlib.families.diag_gaussian import DiagGaussian, Momentum, blr_update_
 from blrlib.families.dirichlet import Dirichlet
 from blrlib.families.fixed_gaussian import FixedCovGaussian
 from blrlib.families.gamma import Gamma
@@ -36,7 +36,9 @@ __all__ = [
     "Gamma",
     "Gaussian",
     "GaussianMixture",
+    "Momentum",
     "NormalGamma",
     "Order",
     "Params",
+    "blr_update_",
 ]

@@ -14,11 +14,15 @@ expected gradient and Hessian diagonal the BLR gives the updates of Sec 4.2 and 
 
 from __future__ import annotations
 
+from enum import Enum
+
 import torch
 from torch import Tensor
 
 from blrlib.families._base import ExponentialFamily, Order, Params, inner
 from blrlib.families._gaussian_math import LOG_2PI
+
+__all__ = ["DiagGaussian", "Momentum", "blr_update_"]
 
 
 class DiagGaussian(ExponentialFamily):
@@ -151,3 +155,120 @@ class DiagGaussian(ExponentialFamily):
     def _check_expectation_values(self, mu: Params, name: str) -> None:
         if not (mu[1] - mu[0] ** 2 > 0).all():
             raise ValueError(f"{name}: mu2 - mu1^2 (the variance) must be positive")
+
+
+class Momentum(str, Enum):
+    """Momentum of :func:`blr_update_`: ``natural`` (App F, Eq 80) or ``ema`` (Eq 77, Adam's)."""
+
+    NATURAL = "natural"
+    EMA = "ema"
+
+
+def blr_update_(
+    means: list[Tensor],
+    hess: list[Tensor],
+    grads: list[Tensor],
+    hess_hat: list[Tensor] | None,
+    *,
+    lr: float,
+    beta: float,
+    n_data: float,
+    prior_prec: float,
+    gamma: float = 0.0,
+    momentum: Momentum = Momentum.NATURAL,
+    buffers: tuple[list[Tensor], ...] = (),
+    step: int = 1,
+    sqrt: bool = False,
+    eps: float = 0.0,
+    bias_correction: bool = False,
+    positive: bool = False,
+    work: list[Tensor] | None = None,
+) -> None:
+    """One BLR step of the diagonal Gaussian q = N(m, diag(s)^-1), in place, on lists of tensors.
+
+    Implements Eq 37 of Khan & Rue (2023) with separate rates for m and s (Eq 36), for the loss
+    bar-ell = N * (batch-mean loss) + delta |theta|^2 / 2 and in per-example units
+    (s = N h + delta, so that the step reads like Adam's):
+
+        h <- (1 - beta) h + beta h_hat,      m <- m - lr (g + delta/N m) / (h + delta/N),
+
+    where g and h_hat estimate E_q[grad] and E_q[diag Hessian] of the batch-mean loss.
+    With lr = beta = rho this is ``blr.step`` with :class:`DiagGaussian` (tests/optim).
+    Options, each a departure the paper names:
+
+    * ``momentum="natural"``, ``gamma``: App F, Eq 80, lam <- lam - rho grad + gamma (lam_t -
+      lam_{t-1}); in (m, s) coordinates h gains gamma (h_t - h_{t-1}) and the mean step
+      gamma D_{t-1} (m_t - m_{t-1}) / D_{t+1} with D = h + delta/N (a corrected Eq 81).
+      ``buffers`` = (h_t - h_{t-1}, D_{t-1} (m_t - m_{t-1})), zero-initialised.
+    * ``momentum="ema"``: Eq 77, u <- gamma u + (1 - gamma) g replaces g; ``buffers`` = (u,).
+    * ``sqrt``, ``eps``: Eq 38, the scaling sqrt(h) + eps replaces h + delta/N; with
+      ``hess_hat=None`` h_hat = (g + delta/N m)^2, so this is RMSprop, or Adam with ``ema``.
+    * ``bias_correction``: Adam's division by 1 - gamma^step (and 1 - (1 - beta)^step for h
+      under ``sqrt``).
+    * ``positive``: adds beta^2 / 2 (h - h_hat)^2 / (h + delta/N), which keeps s positive for
+      any h_hat (Lin, Schmidt & Khan 2020); it is not part of Eq 37, so off by default.
+
+    Args:
+        means: the means m (the network's weights), updated in place.
+        hess: h, the per-example precision without the prior, updated in place.
+        grads: g, the estimated gradient of the batch-mean loss.
+        hess_hat: the estimated Hessian diagonal of the batch-mean loss, or None (``sqrt``).
+        lr, beta: the rates of m and of h (rho for both in Eq 37).
+        n_data, prior_prec: N and the prior precision delta.
+        gamma, momentum, buffers, step, sqrt, eps, bias_correction, positive: see above.
+        work: scratch tensors shaped like ``hess`` (allocated when None); ``work`` and
+            ``hess_hat`` are overwritten, so that a step allocates nothing.
+    """
+    wd = prior_prec / n_data
+    work = [torch.empty_like(h) for h in hess] if work is None else work
+    if hess_hat is None:  # Eq 38: the squared gradient of bar-ell / N
+        torch._foreach_copy_(work, grads)
+        torch._foreach_add_(work, means, alpha=wd)
+        hess_hat = torch._foreach_mul(work, work)
+    natural = momentum is Momentum.NATURAL and gamma != 0
+    if natural:
+        dh, vel = buffers
+        h_old = [h.clone() for h in hess]
+        d_old = torch._foreach_add(hess, wd)  # D_t, before the update
+    if positive:  # work <- h + delta / N, before the update
+        torch._foreach_copy_(work, hess)
+        torch._foreach_add_(work, wd)
+    torch._foreach_sub_(hess_hat, hess)  # hess_hat <- h_hat - h
+    torch._foreach_add_(hess, hess_hat, alpha=beta)  # h <- h + beta (h_hat - h)
+    if positive:  # + beta^2 / 2 (h - h_hat)^2 / (h + delta / N)
+        torch._foreach_mul_(hess_hat, hess_hat)
+        torch._foreach_div_(hess_hat, work)
+        torch._foreach_add_(hess, hess_hat, alpha=0.5 * beta * beta)
+    if natural:  # h_{t+1} += gamma (h_t - h_{t-1});  dh <- h_{t+1} - h_t
+        torch._foreach_add_(hess, dh, alpha=gamma)
+        torch._foreach_copy_(dh, hess)
+        torch._foreach_sub_(dh, h_old)
+    torch._foreach_copy_(work, hess)  # work <- the scaling D_{t+1}
+    if sqrt:
+        if bias_correction:
+            torch._foreach_div_(work, 1.0 - (1.0 - beta) ** step)
+        torch._foreach_sqrt_(work)
+        torch._foreach_add_(work, eps)
+    else:
+        torch._foreach_add_(work, wd)
+    if momentum is Momentum.EMA and gamma != 0:  # u <- gamma u + (1 - gamma) (g + delta/N m)
+        (direction,) = buffers
+        torch._foreach_lerp_(direction, grads, 1.0 - gamma)
+        if wd != 0:
+            torch._foreach_add_(direction, means, alpha=(1.0 - gamma) * wd)
+        if bias_correction:
+            lr = lr / (1.0 - gamma**step)
+    else:  # hess_hat is free again: it holds g + delta/N m
+        direction = hess_hat
+        torch._foreach_copy_(direction, grads)
+        torch._foreach_add_(direction, means, alpha=wd)
+    if natural:  # m <- m - (lr g - gamma vel) / D_{t+1};  vel <- D_t (m_{t+1} - m_t)
+        torch._foreach_mul_(direction, lr)
+        torch._foreach_add_(direction, vel, alpha=-gamma)
+        torch._foreach_div_(direction, work)
+        torch._foreach_sub_(means, direction)
+        torch._foreach_mul_(direction, d_old)
+        torch._foreach_zero_(vel)
+        torch._foreach_sub_(vel, direction)
+        return
+    torch._foreach_addcdiv_(means, direction, work, value=-lr)

@@ -1,0 +1,20 @@
+"""BLR-derived optimizers for deep networks (Khan & Rue 2023, Sec 4.2, 4.4, App F).
+
+    opt = blrlib.optim.VON(model.parameters(), lr=0.1, n_data=len(train_set))
+    with opt.sampled_params(train=True):
+        F.cross_entropy(model(x), y).backward()
+    opt.step()
+    probs = blrlib.optim.predict(model, opt, x_test, n_samples=32)
+
+Every class is the one diagonal-Gaussian step ``families.diag_gaussian.blr_update_`` with a
+choice of estimator: :class:`Newton` (Eq 36-37, exact Hessian diagonal), :class:`AdamLike`
+(Eq 38: RMSprop/Adam), :class:`OGN` / :class:`VOGN` (Eq 44-46, per-example Gauss-Newton) and
+:class:`VON` (Eq 46 with the reparameterisation Hessian from one backward: Adam's cost).
+"""
+
+from blrlib.optim._base import BLROptimizer, HessianEstimate, predict
+from blrlib.optim.newton import AdamLike, Newton
+from blrlib.optim.ogn import OGN, VOGN
+from blrlib.optim.von import VON
+
+__all__ = ["OGN", "VOGN", "VON", "AdamLike", "BLROptimizer", "HessianEstimate", "Newton", "predict"]

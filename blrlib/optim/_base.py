@@ -1,0 +1,347 @@
+"""The optimizer class shared by every BLR optimizer: a diagonal Gaussian and an estimator.
+
+    opt = blrlib.optim.VON(model.parameters(), lr=0.1, n_data=len(train_set))
+    for x, y in loader:
+        with opt.sampled_params(train=True):      # theta ~ q, restored on exit
+            loss = F.cross_entropy(model(x), y)   # the batch mean
+            loss.backward()
+        opt.step()
+
+The class holds q = N(m, diag(N h + delta)^-1) per parameter tensor (m is the parameter
+itself, h is in ``state``) and calls :func:`blrlib.families.diag_gaussian.blr_update_`, the
+one diagonal-Gaussian BLR step; the subclasses differ only in how they estimate E_q[grad] and
+E_q[diag Hessian] (Khan & Rue 2023, Sec 4.2 and 4.4).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from enum import Enum
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from blrlib._checks import positive_float
+from blrlib.estimators import Estimator, parse_option
+from blrlib.families.diag_gaussian import Momentum, blr_update_
+from blrlib.optim import _curvature
+
+__all__ = ["BLROptimizer", "HessianEstimate", "predict"]
+
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
+class HessianEstimate(str, Enum):
+    """How E_q[diag Hessian] of the batch-mean loss is estimated.
+
+    ``gradsq``: the squared gradient (Eq 38, RMSprop/Adam); ``autograd``: the exact diagonal
+    (Eq 36-37, small models); ``gauss_newton``: the mean squared per-example gradient (Eq 45);
+    ``reparam``: Price's identity E[(theta - m) s g] from the one backward pass (Sec 4.4).
+    """
+
+    GRADSQ = "gradsq"
+    AUTOGRAD = "autograd"
+    GAUSS_NEWTON = "gauss_newton"
+    REPARAM = "reparam"
+
+
+def _number(value: object, name: str, low: float, high: float, *, closed: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a float; got {type(value).__name__}")
+    ok = math.isfinite(value) and low <= value and (value <= high if closed else value < high)
+    if not ok:
+        interval = f"[{low}, {high}{']' if closed else ')'}"
+        raise ValueError(f"{name} must be in {interval}; got {value!r}")
+    return float(value)
+
+
+class BLROptimizer(torch.optim.Optimizer):
+    """The diagonal-Gaussian BLR (Eq 36-38, 44-46) as a ``torch.optim.Optimizer``.
+
+    Args:
+        params: parameters or parameter groups, as for any torch optimizer.
+        n_data: N, the size of the training set (the loss is the batch mean); required.
+        lr: the rate of the mean (rho, or alpha of Eq 36), > 0.
+        beta: the rate of the precision (rho, or beta of Eq 36), in (0, 1].
+        gamma: momentum coefficient in [0, 1) (App F).
+        prior_prec: delta > 0 of the prior N(0, I / delta).
+        hess_init: initial h >= 0, so that s_0 = N h_0 + delta.
+        eps: added to sqrt(h) with ``sqrt=True``.
+        estimator: ``"delta"`` (at the mean) or ``"mc"`` (one draw per step).
+        hessian: a :class:`HessianEstimate`.
+        momentum: ``"natural"`` (Eq 80) or ``"ema"`` (Eq 77).
+        sqrt, bias_correction, positive: options of :func:`blr_update_`.
+        model, loss_fn: the network and its per-example loss (outputs, targets) -> (M,),
+            needed by :meth:`backward` (``gauss_newton`` and ``autograd``).
+        generator: random generator for the draws.
+
+    Raises:
+        ValueError, TypeError: a setting outside its range, naming it.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        *,
+        n_data: float,
+        lr: float,
+        beta: float,
+        gamma: float = 0.0,
+        prior_prec: float = 1.0,
+        hess_init: float = 0.0,
+        eps: float = 0.0,
+        estimator: Estimator | str = Estimator.DELTA,
+        hessian: HessianEstimate | str = HessianEstimate.GRADSQ,
+        momentum: Momentum | str = Momentum.NATURAL,
+        sqrt: bool = False,
+        bias_correction: bool = False,
+        positive: bool = False,
+        model: nn.Module | None = None,
+        loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        positive_float(n_data, "n_data")
+        positive_float(lr, "lr")
+        if _number(beta, "beta", 0.0, 1.0, closed=True) == 0:
+            raise ValueError("beta must be in (0, 1]; got 0")
+        _number(gamma, "gamma", 0.0, 1.0, closed=False)
+        positive_float(prior_prec, "prior_prec")
+        _number(hess_init, "hess_init", 0.0, math.inf, closed=False)
+        _number(eps, "eps", 0.0, math.inf, closed=False)
+        self.estimator = parse_option(estimator, Estimator, "estimator")
+        if self.estimator is Estimator.EXACT:
+            raise ValueError("estimator must be 'delta' or 'mc'; got 'exact'")
+        self.hessian = parse_option(hessian, HessianEstimate, "hessian")
+        if self.hessian is HessianEstimate.REPARAM and self.estimator is not Estimator.MC:
+            raise ValueError("hessian: 'reparam' needs estimator='mc' (it uses the draw)")
+        self.momentum = parse_option(momentum, Momentum, "momentum")
+        if model is not None and not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module; got {type(model).__name__}")
+        self.model, self.loss_fn, self.generator = model, loss_fn, generator
+        self.options = {"sqrt": sqrt, "bias_correction": bias_correction, "positive": positive}
+        defaults = dict(
+            lr=lr, beta=beta, gamma=gamma, prior_prec=prior_prec, n_data=n_data,
+            hess_init=hess_init, eps=eps,
+        )  # fmt: skip
+        super().__init__(params, defaults)
+        self._noise: dict[Tensor, tuple[Tensor, Tensor]] = {}  # theta - m and s of the draw
+        self._hess_hat: dict[Tensor, Tensor] = {}  # from backward() (gauss_newton, autograd)
+        self._scratch: dict[tuple[Any, ...], Any] = {}  # buffers reused by sampled_params
+
+    # ------------------------------------------------------------------ state
+    def _state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Any]:
+        state = self.state[p]
+        if not state:
+            dtype = torch.float32 if p.dtype in LOW_PRECISION else p.dtype
+            state["step"] = 0
+            state["hess"] = torch.full_like(p, group["hess_init"], dtype=dtype)
+            if group["gamma"] != 0 and self.momentum is Momentum.NATURAL:
+                state["hess_delta"] = torch.zeros_like(state["hess"])
+                state["velocity"] = torch.zeros_like(state["hess"])
+            elif group["gamma"] != 0:
+                state["momentum"] = torch.zeros_like(state["hess"])
+        return state
+
+    def _params(self) -> Iterator[tuple[dict[str, Any], Tensor]]:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.requires_grad:
+                    yield group, p
+
+    def _precisions(
+        self, group: dict[str, Any], ps: list[Tensor], out: list[Tensor] | None = None
+    ) -> list[Tensor]:
+        """s = N D(h) for each parameter of a group: D = h + delta / N, or sqrt(h) + eps."""
+        hess = [self._state(p, group)["hess"] for p in ps]
+        out = [torch.empty_like(h) for h in hess] if out is None else out
+        torch._foreach_copy_(out, hess)
+        if self.options["sqrt"]:
+            torch._foreach_sqrt_(out)
+            torch._foreach_add_(out, group["eps"])
+            torch._foreach_mul_(out, group["n_data"])
+        else:
+            torch._foreach_mul_(out, group["n_data"])
+            torch._foreach_add_(out, group["prior_prec"])
+        return out
+
+    def precision(self, p: Tensor) -> Tensor:
+        """The posterior precision s = N h + delta of parameter ``p`` (a copy)."""
+        for group in self.param_groups:
+            if any(p is q for q in group["params"]):
+                return self._precisions(group, [p])[0]
+        raise ValueError("p: not a parameter of this optimizer")
+
+    # ------------------------------------------------------------------ sampling
+    @contextmanager
+    def sampled_params(self, train: bool = True) -> Iterator[None]:
+        """Replace each mean m by a draw theta = m + s^-1/2 eps, restored on exit (even on error).
+
+        With ``train=True`` the draw is kept for the next :meth:`step` (the ``reparam``
+        estimate needs theta - m). With the delta method (OGN, Eq 36-38) theta = m when
+        training: the gradient is taken at the mean.
+        """
+        restore: list[tuple[list[Tensor], list[Tensor]]] = []
+        try:
+            with torch.no_grad():
+                if train:
+                    self._noise.clear()
+                if not (train and self.estimator is Estimator.DELTA):
+                    for group in self.param_groups:
+                        ps = [p for p in group["params"] if p.requires_grad]
+                        if ps:
+                            restore.append((ps, self._perturb(group, ps, train)))
+            yield
+        finally:
+            with torch.no_grad():
+                for ps, means in restore:
+                    torch._foreach_copy_(ps, means)
+
+    def _perturb(self, group: dict[str, Any], ps: list[Tensor], train: bool) -> list[Tensor]:
+        """theta = m + s^-1/2 eps in place (one flat N(0, I) draw per group); returns the means.
+
+        The draw, the precisions and the copy of the means live in scratch buffers kept between
+        steps (allocating them anew costs more than the arithmetic on a CPU).
+        """
+        key = (train, *(id(p) for p in ps))  # predictions must not overwrite a training draw
+        if key not in self._scratch:
+            sizes = [p.numel() for p in ps]
+            dtype = self._state(ps[0], group)["hess"].dtype
+            flat = torch.empty(sum(sizes), dtype=dtype, device=ps[0].device)
+            eps = [e.view_as(p) for e, p in zip(flat.split(sizes), ps, strict=True)]
+            self._scratch[key] = (flat, eps, [torch.empty_like(e) for e in eps],
+                                  [torch.empty_like(p) for p in ps])  # fmt: skip
+        flat, eps, precs, means = self._scratch[key]
+        flat.normal_(generator=self.generator)
+        self._precisions(group, ps, out=precs)
+        torch._foreach_div_(eps, torch._foreach_sqrt(precs))
+        torch._foreach_copy_(means, ps)
+        if ps[0].dtype in LOW_PRECISION:
+            torch._foreach_add_(ps, [e.to(p.dtype) for e, p in zip(eps, ps, strict=True)])
+        else:
+            torch._foreach_add_(ps, eps)
+        if train:  # kept for step(): theta - m and s (Price's identity)
+            self._noise.update(zip(ps, zip(eps, precs, strict=True), strict=True))
+        return means
+
+    def backward(self, inputs: Tensor, targets: Tensor) -> Tensor:
+        """Gradient and Hessian-diagonal estimate of the batch-mean loss at the current weights.
+
+        Needs ``model`` and ``loss_fn``: per-example gradients by ``torch.func`` (Eq 45), or
+        the exact Hessian diagonal (Eq 36-37). Accumulates into ``p.grad``; returns the loss.
+        """
+        if self.model is None or self.loss_fn is None:
+            raise ValueError("model, loss_fn: backward() needs both (set them in the constructor)")
+        params = [p for _, p in self._params()]
+        if self.hessian is HessianEstimate.AUTOGRAD:
+            loss, grads, hess = _curvature.hessian_diag(
+                self.model, self.loss_fn, params, inputs, targets
+            )
+        else:
+            loss, grads, hess = _curvature.gauss_newton(
+                self.model, self.loss_fn, params, inputs, targets
+            )
+        for p, g, h in zip(params, grads, hess, strict=True):
+            p.grad = g.detach() if p.grad is None else p.grad + g.detach()
+            self._hess_hat[p] = h.detach()
+        return loss
+
+    # ------------------------------------------------------------------ step
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:  # type: ignore[override]
+        """One BLR step (Eq 37 / 46) for every parameter with a gradient.
+
+        Raises:
+            RuntimeError: no parameter has a gradient, or the estimator needs a draw or
+                :meth:`backward` that did not happen. The state is left unchanged.
+            ValueError: a gradient or Hessian estimate is NaN or inf; the state is unchanged.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        pairs = [(g, p) for g, p in self._params() if p.grad is not None]
+        if not pairs:
+            raise RuntimeError("step: no parameter has a gradient (call loss.backward() first)")
+        needs_draw = self.estimator is Estimator.MC
+        needs_hess = self.hessian in (HessianEstimate.AUTOGRAD, HessianEstimate.GAUSS_NEWTON)
+        for _, p in pairs:
+            if needs_draw and p not in self._noise:
+                raise RuntimeError("step: no draw to use; compute the loss inside sampled_params()")
+            if needs_hess and p not in self._hess_hat:
+                raise RuntimeError("step: no Hessian estimate; call opt.backward(x, y) first")
+        grads = [p.grad for _, p in pairs]
+        norms = torch._foreach_norm(grads + [self._hess_hat[p] for _, p in pairs if needs_hess])
+        if not bool(torch.isfinite(torch.stack([n.float() for n in norms]).sum())):
+            raise ValueError("grad: a gradient or Hessian estimate is NaN or inf; nothing changed")
+        for group in self.param_groups:
+            ps = [p for g, p in pairs if g is group]
+            if ps:
+                self._group_step(group, ps)
+        self._noise.clear()
+        self._hess_hat.clear()
+        return loss
+
+    def _group_step(self, group: dict[str, Any], ps: list[Tensor]) -> None:
+        states = [self._state(p, group) for p in ps]
+        low = ps[0].dtype in LOW_PRECISION
+        means = [p.float() for p in ps] if low else ps
+        grads = [p.grad.to(s["hess"].dtype) for p, s in zip(ps, states, strict=True)]
+        hess = [s["hess"] for s in states]
+        work = None
+        if self.hessian is HessianEstimate.GRADSQ:
+            hess_hat = None
+        elif self.hessian is HessianEstimate.REPARAM:  # E[(theta - m) s g] (Price, App D)
+            hess_hat = [self._noise[p][0] for p in ps]  # the draw's buffers, overwritten
+            torch._foreach_mul_(hess_hat, grads)
+            work = [self._noise[p][1] for p in ps]
+            torch._foreach_mul_(hess_hat, work)  # then work is free: blr_update_'s scratch
+        else:
+            hess_hat = [self._hess_hat[p].to(h.dtype) for p, h in zip(ps, hess, strict=True)]
+        if self.momentum is Momentum.NATURAL and group["gamma"] != 0:
+            buffers = ([s["hess_delta"] for s in states], [s["velocity"] for s in states])
+        elif group["gamma"] != 0:
+            buffers = ([s["momentum"] for s in states],)
+        else:
+            buffers = ()
+        for s in states:
+            s["step"] += 1
+        blr_update_(
+            means, hess, grads, hess_hat,
+            lr=group["lr"], beta=group["beta"], n_data=group["n_data"],
+            prior_prec=group["prior_prec"], gamma=group["gamma"], momentum=self.momentum,
+            buffers=buffers, step=states[0]["step"], eps=group["eps"], work=work, **self.options,
+        )  # fmt: skip
+        if low:
+            torch._foreach_copy_(ps, means)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, opt: BLROptimizer, x: Tensor, n_samples: int = 32) -> Tensor:
+    """The predictive (1/S) sum_s softmax(f(x; theta_s)), theta_s ~ q: probabilities, not logits.
+
+    A single output column is read as a Bernoulli logit (sigmoid). With ``n_samples=0`` the
+    prediction is at the mean (the point estimate).
+
+    Raises:
+        TypeError, ValueError: ``n_samples`` is not a non-negative int.
+    """
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 0:
+        raise ValueError(f"n_samples must be a non-negative int; got {n_samples!r}")
+    if not isinstance(opt, BLROptimizer):
+        raise TypeError(f"opt must be a blrlib.optim optimizer; got {type(opt).__name__}")
+
+    def probs() -> Tensor:
+        f = model(x)
+        return torch.sigmoid(f) if f.shape[-1] == 1 else torch.softmax(f, dim=-1)
+
+    if n_samples == 0:
+        return probs()
+    total = None
+    for _ in range(n_samples):
+        with opt.sampled_params(train=False):
+            p = probs()
+        total = p if total is None else total + p
+    return total / n_samples

@@ -1,0 +1,85 @@
+"""Eq 36-38 of Khan & Rue (2023): Newton-like and RMSprop/Adam-like BLR optimizers.
+
+    opt = blrlib.optim.Newton(model.parameters(), lr=0.1, n_data=N, model=model,
+                              loss_fn=lambda f, y: F.cross_entropy(f, y, reduction="none"))
+    loss = opt.backward(x, y)   # gradient and exact Hessian diagonal of the batch mean
+    opt.step()                  # s <- (1 - beta) s + beta diag H;  m <- m - lr g / s  (Eq 36)
+
+Both are the diagonal-Gaussian BLR with the delta method (gradients at the mean); they differ
+only in the Hessian estimate: the exact diagonal (Eq 36-37) or the squared gradient with a
+square root (Eq 38), which is RMSprop, and Adam with Eq 77's momentum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from torch import Tensor, nn
+
+from blrlib.families.diag_gaussian import Momentum
+from blrlib.optim._base import BLROptimizer, HessianEstimate, _number
+
+__all__ = ["AdamLike", "Newton"]
+
+
+class Newton(BLROptimizer):
+    """Eq 37 (``beta = lr``) and Eq 36 (separate rates), with App F's natural momentum.
+
+    Args:
+        params: parameters or groups. n_data: N (required). lr, beta: the rates of m and s.
+        gamma: momentum (Eq 80). prior_prec: delta. hess_init: s_0 = N hess_init + delta.
+        model, loss_fn: for :meth:`backward`, which computes the exact Hessian diagonal.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        *,
+        n_data: float,
+        lr: float = 0.1,
+        beta: float | None = None,
+        gamma: float = 0.0,
+        prior_prec: float = 1.0,
+        hess_init: float = 1.0,
+        model: nn.Module | None = None,
+        loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+    ) -> None:
+        super().__init__(
+            params, n_data=n_data, lr=lr, beta=lr if beta is None else beta, gamma=gamma,
+            prior_prec=prior_prec, hess_init=hess_init, estimator="delta", hessian="autograd",
+            momentum="natural", model=model, loss_fn=loss_fn,
+        )  # fmt: skip
+
+
+class AdamLike(BLROptimizer):
+    """Eq 38 with Eq 77's momentum: ``torch.optim.Adam(weight_decay=prior_prec / n_data)``.
+
+    The Hessian estimate is the squared gradient of bar-ell / N, the scaling its square root
+    plus ``eps``; with ``betas[0] = 0`` and ``bias_correction=False`` it is RMSprop.
+    Its q = N(m, 1 / (N (sqrt(h) + eps))) is only the crude Gaussian that Sec 4.4 warns about.
+
+    Args:
+        betas: (gamma, 1 - beta), each in [0, 1), as in Adam.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        *,
+        n_data: float,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        prior_prec: float = 1.0,
+        bias_correction: bool = True,
+    ) -> None:
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"betas must be a pair of floats in [0, 1); got {betas!r}")
+        for i, b in enumerate(betas):
+            _number(b, f"betas[{i}]", 0.0, 1.0, closed=False)
+        super().__init__(
+            params, n_data=n_data, lr=lr, beta=1.0 - betas[1], gamma=betas[0],
+            prior_prec=prior_prec, eps=eps, estimator="delta", hessian=HessianEstimate.GRADSQ,
+            momentum=Momentum.EMA, sqrt=True, bias_correction=bias_correction,
+        )  # fmt: skip

@@ -1,0 +1,129 @@
+"""Each blrlib.optim optimizer is one blr.step (DiagGaussian + its estimator) and the recursion
+the paper states (Eq 36-38, 44-46, App F); float64, so agreement is to rounding (1e-10)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from blrlib import blr, families, optim
+from tests.optim._models import flat, per_example_ce, problem
+
+N, DELTA, RHO = 24, 2.0, 0.3
+
+
+def _engine_start(opt, model):
+    q = families.DiagGaussian(flat(model).numel(), dtype=torch.float64)
+    s = torch.cat([opt.precision(p).reshape(-1) for p in model.parameters()])
+    return (
+        q,
+        q.natural_from_moments(flat(model), s),
+        (torch.zeros_like(s), torch.full_like(s, -DELTA / 2)),
+    )
+
+
+def _opt_precision(opt, model):
+    return torch.cat([opt.precision(p).reshape(-1) for p in model.parameters()])
+
+
+CASES = {  # optimizer class and options -> the engine's estimator and Hessian
+    "newton": (optim.Newton, dict(hess_init=1.0), "delta", "autograd"),
+    "ogn": (optim.OGN, dict(hess_init=1.0, beta=RHO), "delta", "gauss_newton"),
+    "vogn": (optim.VOGN, dict(hess_init=1.0, beta=RHO), "mc", "gauss_newton"),
+    "von": (optim.VON, dict(hess_init=1.0, beta=RHO, gamma=0.0, positive=False), "mc", "reparam"),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_step_is_blr_step(name):
+    """(a) Three optimizer steps equal three blr.step calls with the same draws."""
+    cls, options, estimator, hessian = CASES[name]
+    model, x, y, loss = problem(N)
+    kw = dict(model=model, loss_fn=per_example_ce) if cls is not optim.VON else {}
+    gen = torch.Generator().manual_seed(1)
+    if cls is optim.VON:
+        kw["generator"] = gen
+    opt = cls(model.parameters(), n_data=N, lr=RHO, prior_prec=DELTA, **options, **kw)
+    if cls is optim.VOGN:
+        opt.generator = gen
+    q, lam, prior = _engine_start(opt, model)
+    engine_gen = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        opt.zero_grad()
+        with opt.sampled_params(train=True):
+            if cls is optim.VON:
+                per_example_ce(model(x), y).mean().backward()
+            else:
+                opt.backward(x, y)
+        opt.step()
+        lam = blr.step(
+            q, lam, loss, rho=RHO, estimator=estimator, hessian=hessian, prior=prior,
+            generator=engine_gen,
+        )  # fmt: skip
+        m, var = q.mean_cov(lam)
+        assert_close(flat(model), m, rtol=0, atol=1e-10)
+        assert_close(_opt_precision(opt, model), 1 / var, rtol=1e-10, atol=0)
+
+
+def test_eq36_separate_rates():
+    """Eq 36: s <- (1 - beta) s + beta (N diag H + delta), m <- m - alpha (N g + delta m) / s."""
+    model, x, y, loss = problem(N)
+    alpha, beta = 0.2, 0.05
+    opt = optim.Newton(model.parameters(), n_data=N, lr=alpha, beta=beta, prior_prec=DELTA,
+                       hess_init=0.5, model=model, loss_fn=per_example_ce)  # fmt: skip
+    m, s = flat(model), torch.full((flat(model).numel(),), N * 0.5 + DELTA)
+    for _ in range(4):
+        g = torch.func.grad(loss)(m) + DELTA * m
+        h = torch.diagonal(torch.func.hessian(loss)(m)) + DELTA
+        s = (1 - beta) * s + beta * h
+        m = m - alpha * g / s
+        opt.zero_grad()
+        opt.backward(x, y)
+        opt.step()
+        assert_close(flat(model), m, rtol=0, atol=1e-10)
+        assert_close(_opt_precision(opt, model), s, rtol=1e-10, atol=0)
+
+
+def test_app_f_natural_momentum_is_eq80():
+    """App F, Eq 80: lam_{t+1} = blr.step(lam_t) + gamma (lam_t - lam_{t-1}), here for OGN."""
+    model, x, y, loss = problem(N)
+    gamma = 0.3
+    opt = optim.OGN(
+        model.parameters(), n_data=N, lr=RHO, beta=RHO, gamma=gamma, prior_prec=DELTA,
+        hess_init=0.1, model=model, loss_fn=per_example_ce,
+    )  # fmt: skip
+    q, lam, prior = _engine_start(opt, model)
+    prev = lam
+    for _ in range(5):
+        new = blr.step(q, lam, loss, rho=RHO, estimator="delta", hessian="gauss_newton",
+                       prior=prior)  # fmt: skip
+        new = tuple(a + gamma * (b - c) for a, b, c in zip(new, lam, prev, strict=True))
+        prev, lam = lam, new
+        opt.zero_grad()
+        opt.backward(x, y)
+        opt.step()
+        m, var = q.mean_cov(lam)
+        assert_close(flat(model), m, rtol=0, atol=1e-10)
+        assert_close(_opt_precision(opt, model), 1 / var, rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("reference", ["adam", "rmsprop"])
+def test_eq38_is_torch_adam_and_rmsprop(reference):
+    """Eq 38 (+ Eq 77 momentum, bias correction) is torch's Adam; without momentum, RMSprop."""
+    model, x, y, _ = problem(N)
+    twin, _, _, _ = problem(N)
+    if reference == "adam":
+        opt = optim.AdamLike(model.parameters(), n_data=N, lr=0.01, prior_prec=DELTA)
+        ref = torch.optim.Adam(twin.parameters(), lr=0.01, weight_decay=DELTA / N)
+    else:
+        opt = optim.AdamLike(model.parameters(), n_data=N, lr=0.01, betas=(0.0, 0.99),
+                             prior_prec=DELTA, bias_correction=False)  # fmt: skip
+        ref = torch.optim.RMSprop(twin.parameters(), lr=0.01, alpha=0.99, eps=1e-8,
+                                  weight_decay=DELTA / N)  # fmt: skip
+    for _ in range(20):
+        for o, net in ((opt, model), (ref, twin)):
+            o.zero_grad()
+            per_example_ce(net(x), y).mean().backward()
+            o.step()
+    assert_close(flat(model), flat(twin), rtol=0, atol=1e-10)
