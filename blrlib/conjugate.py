@@ -32,6 +32,7 @@ from blrlib.families import (
     Gamma,
     Gaussian,
     NormalGamma,
+    NormalWishart,
     Params,
 )
 
@@ -41,6 +42,7 @@ __all__ = [
     "GaussianLikelihood",
     "Likelihood",
     "NormalGammaLikelihood",
+    "NormalWishartLikelihood",
     "PoissonLikelihood",
     "log_marginal_likelihood",
     "posterior",
@@ -207,6 +209,22 @@ class NormalGammaLikelihood(Likelihood):
         tau_m, tau_m2, tau, log_tau = stats
         quad = y**2 * tau - 2.0 * y * tau_m + tau_m2
         return (0.5 * log_tau - 0.5 * quad - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
+@dataclass(frozen=True)
+class NormalWishartLikelihood(Likelihood):
+    """y_i ~ N(m, Lambda^-1) in R^D, conjugate to :class:`~blrlib.families.NormalWishart`."""
+
+    family_type = NormalWishart
+
+    def _check_y(self, family: ExponentialFamily, y: Tensor) -> Tensor:
+        return _check_data(y, family, (family.d,))
+
+    def log_prob_stats(self, y: Tensor, stats: Params) -> Tensor:
+        """1/2 log|L| - (y^T L y - 2 y^T L m + m^T L m) / 2 - D/2 log(2 pi), with stats = T."""
+        prec_m, m_prec_m, prec, logdet = stats
+        quad = ((y @ prec) * y).sum(-1) - 2.0 * y @ prec_m + m_prec_m[0]
+        return 0.5 * logdet[0] - 0.5 * quad - 0.5 * y.shape[-1] * math.log(2 * math.pi)
 
 
 def posterior(

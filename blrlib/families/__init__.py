@@ -9,8 +9,8 @@
 Each family maps natural parameters ``lam`` to expectation parameters ``mu`` (and back), and
 provides log-densities, entropies, KL divergences, reparameterised draws and the natural gradient
 of the negative entropy used by the BLR (App B).
-Beta, Gamma, Dirichlet and Normal-Gamma are the conjugate families of Sec 5.1, and the
-categorical family is the E-step family of EM (Sec 5.2).
+Beta, Gamma, Dirichlet, Normal-Gamma and Normal-Wishart are the conjugate families of Sec 5.1,
+and the categorical family is the E-step family of EM (Sec 5.2).
 """
 
 from blrlib.families._base import ExponentialFamily, Order, Params
@@ -24,6 +24,7 @@ from blrlib.families.gamma import Gamma
 from blrlib.families.gaussian import Gaussian
 from blrlib.families.mixture import GaussianMixture
 from blrlib.families.normal_gamma import NormalGamma
+from blrlib.families.normal_wishart import NormalWishart
 
 __all__ = [
     "Bernoulli",
@@ -38,6 +39,7 @@ __all__ = [
     "GaussianMixture",
     "Momentum",
     "NormalGamma",
+    "NormalWishart",
     "Order",
     "Params",
     "blr_update_",

@@ -7,6 +7,7 @@ lower triangle (used by the Fisher-matrix test).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ from blrlib.families import (
     Gaussian,
     GaussianMixture,
     NormalGamma,
+    NormalWishart,
     Params,
 )
 
@@ -243,4 +245,69 @@ CATEGORICAL = Case(
 NORMAL_GAMMA = Case(
     "normal_gamma", NormalGamma(2, dtype=F64), _normal_gamma_lam, NormalGammaRef, (False,) * 4
 )
-CONJUGATE = [BETA, GAMMA, DIRICHLET, CATEGORICAL, NORMAL_GAMMA]
+
+
+D_NW = 2
+
+
+def _normal_wishart_lam() -> Params:
+    m0, beta = torch.randn(D_NW, dtype=F64), _positive(1)[0]
+    a = torch.randn(D_NW, D_NW, dtype=F64)
+    w = a @ a.T / D_NW + 0.3 * torch.eye(D_NW, dtype=F64)
+    nu = D_NW - 1 + _positive(1)[0]
+    return NormalWishart(D_NW, dtype=F64).natural_from_moments(m0, beta, w, nu)
+
+
+class NormalWishartRef:
+    """Wishart(Lambda | W, nu) N(m | m0, (beta Lambda)^-1) from torch.distributions parts.
+
+    The KL is the Wishart KL in closed form (Penny 2001) plus E_q(Lambda) of the Gaussian KL.
+    """
+
+    def __init__(self, lam: Params) -> None:
+        self.beta = -2.0 * lam[1][0]
+        self.m0 = lam[0] / self.beta
+        self.w = torch.linalg.inv(-2.0 * lam[2] - self.beta * torch.outer(self.m0, self.m0))
+        self.nu = 2.0 * lam[3][0] + D_NW
+        self.wishart = D.Wishart(self.nu, covariance_matrix=self.w)
+
+    def _split(self, theta: Tensor) -> tuple[Tensor, Tensor]:
+        return theta[..., :D_NW], theta[..., D_NW:].unflatten(-1, (D_NW, D_NW))
+
+    def log_prob(self, theta: Tensor) -> Tensor:
+        m, prec = self._split(theta)
+        normal = D.MultivariateNormal(self.m0, precision_matrix=self.beta * prec)
+        return self.wishart.log_prob(prec) + normal.log_prob(m)
+
+    def _e_logdet(self) -> Tensor:
+        i = torch.arange(D_NW, dtype=F64)
+        return torch.digamma((self.nu - i) / 2).sum() + D_NW * math.log(2) + torch.logdet(self.w)
+
+    def entropy(self) -> Tensor:
+        # H = H(Wishart) + E[H(N(m0, (beta Lambda)^-1))]
+        h_normal = 0.5 * (D_NW * (1 + math.log(2 * math.pi) - self.beta.log()) - self._e_logdet())
+        return self.wishart.entropy() + h_normal
+
+    def kl(self, other: NormalWishartRef) -> Tensor:
+        i = torch.arange(D_NW, dtype=F64)
+        psi = torch.digamma((self.nu - i) / 2).sum()
+        kl_w = (
+            0.5 * (self.nu - other.nu) * psi
+            - torch.mvlgamma(self.nu / 2, D_NW)
+            + torch.mvlgamma(other.nu / 2, D_NW)
+            + 0.5 * other.nu * (torch.logdet(other.w) - torch.logdet(self.w))
+            + 0.5 * self.nu * (torch.trace(torch.linalg.solve(other.w, self.w)) - D_NW)
+        )
+        r, diff = other.beta / self.beta, self.m0 - other.m0
+        kl_n = 0.5 * (D_NW * (r - 1 - r.log()) + other.beta * self.nu * diff @ self.w @ diff)
+        return kl_w + kl_n
+
+
+NORMAL_WISHART = Case(
+    "normal_wishart",
+    NormalWishart(D_NW, dtype=F64),
+    _normal_wishart_lam,
+    NormalWishartRef,
+    (False,) * 4,
+)
+CONJUGATE = [BETA, GAMMA, DIRICHLET, CATEGORICAL, NORMAL_GAMMA, NORMAL_WISHART]

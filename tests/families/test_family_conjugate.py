@@ -15,7 +15,7 @@ from family_cases import CONJUGATE, F64, Case
 from torch.distributions import kl_divergence
 from torch.testing import assert_close
 
-from blrlib.families import Beta, Categorical, Dirichlet, Gamma, NormalGamma
+from blrlib.families import Beta, Categorical, Dirichlet, Gamma, NormalGamma, NormalWishart
 
 DISCRETE = (Categorical,)
 
@@ -108,6 +108,21 @@ def test_draws_are_reproducible_from_a_generator() -> None:
             "rate b",
         ),
         (Gamma(1, dtype=F64), (torch.zeros(1), torch.tensor([float("nan")])), "non-finite"),
+        (
+            NormalWishart(1, dtype=F64),
+            (torch.zeros(1), torch.ones(1), -torch.ones(1, 1), torch.zeros(1)),
+            "beta",
+        ),
+        (
+            NormalWishart(1, dtype=F64),
+            (torch.zeros(1), -torch.ones(1), -torch.ones(1, 1), -torch.ones(1)),
+            "nu",
+        ),
+        (
+            NormalWishart(1, dtype=F64),
+            (torch.zeros(1), -torch.ones(1), torch.ones(1, 1), torch.zeros(1)),
+            "positive definite",
+        ),
     ],
 )
 def test_invalid_natural_parameters_raise(family, lam, match: str) -> None:
@@ -126,5 +141,11 @@ def test_constructor_arguments_are_checked() -> None:
         NormalGamma(0)
     with pytest.raises(ValueError, match="a, b"):
         Beta(1, dtype=F64).natural_from_shapes(torch.tensor([1.0]), torch.tensor([-2.0]))
+    with pytest.raises(ValueError, match="d must be"):
+        NormalWishart(0)
+    with pytest.raises(ValueError, match="m0, beta, w, nu"):
+        NormalWishart(2, dtype=F64).natural_from_moments(torch.zeros(2), 1.0, torch.eye(2), 0.5)
+    with pytest.raises(ValueError, match="m0, beta, w, nu"):
+        NormalWishart(2, dtype=F64).natural_from_moments(torch.zeros(2), -1.0, torch.eye(2), 3.0)
     with pytest.raises(ValueError, match="probs"):
         Categorical(2, n_classes=2, dtype=F64).natural_from_probs(torch.ones(2, 2))
