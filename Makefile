@@ -9,6 +9,10 @@ VENV = .venv
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed
 RENDER_CONFIG = _build/_config.render-check.yml
+# Tests and notebooks run in JOBS pytest-xdist workers (a notebook stays on one worker), each
+# with one thread: the work is many small tensor ops, so processes beat threads.
+JOBS ?= 2
+PARALLEL = OMP_NUM_THREADS=1
 
 .PHONY: venv book test render-check lint clean
 
@@ -36,8 +40,8 @@ book: $(STAMP) _build/.cache-inputs
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/pytest tests
-	$(BIN)/pytest --nbval-lax --nbval-current-env book/
+	$(PARALLEL) $(BIN)/pytest -n $(JOBS) tests
+	$(PARALLEL) $(BIN)/pytest -n $(JOBS) --dist loadfile --nbval-lax --nbval-current-env book/
 	$(MAKE) render-check
 
 # Render the book with warnings as errors but without executing the notebooks
