@@ -10,10 +10,10 @@ Modules: ``families`` (candidates q and their two parametrisations), ``blr`` (th
 ``estimators`` (natural-gradient estimators), ``infer`` (MAP, Laplace, VI, HMC, MC dropout,
 Kalman/RTS), ``optim`` (BLR optimizers for networks: Newton, AdamLike, OGN, VOGN, VON, BayesBiNN,
 STE; ``bench`` times them), ``enumeration`` (exact posteriors over {-1, +1}^P for binary weights),
-``conjugate`` (Bayes' rule as one BLR step, Eq 54), ``linear_gaussian`` (GP regression and state-
-space models), ``em`` (EM as coordinate-wise BLR steps, Eq 55-56), ``sgd_bayes`` (constant SGD as
-inference, Mandt et al. 2017), ``experiments`` (each chapter's experiments at ci and full scale),
-``data``, ``landscapes``, ``metrics`` and ``viz``.
+``conjugate`` (Bayes' rule as one BLR step, Eq 54), ``linear_gaussian`` (GP regression and
+state-space models), ``em`` (EM as coordinate-wise BLR steps, Eq 55-56), ``sgd_bayes`` (constant
+SGD as inference, Mandt et al. 2017), ``experiments`` (each chapter's experiments at ci and
+full scale), ``data``, ``landscapes``, ``metrics`` and ``viz``.
 """
 
 __version__ = "0.1.0"
