@@ -8,13 +8,13 @@
 
 Modules: ``families`` (candidates q and their two parametrisations), ``blr`` (the rule, Eq 3-6),
 ``estimators`` (natural-gradient estimators), ``infer`` (MAP, Laplace, VI, HMC, MC dropout,
-Kalman/RTS), ``optim`` (BLR optimizers for networks: Newton, AdamLike, OGN, VOGN, VON; ``bench``
-times them), ``conjugate`` (Bayes' rule as one BLR step, Eq 54), ``linear_gaussian`` (GP
-regression and state-space models), ``em`` (EM as coordinate-wise BLR steps, Eq 55-56),
-``vmp`` (VMP and SVI for a Bayesian Gaussian mixture, Sec 5.3), ``ncvi`` (non-conjugate VI in
-global and site form, Eq 58-60), ``sgd_bayes`` (constant SGD as inference, Mandt et al.
-2017), ``experiments`` (each chapter's experiments at ci and full scale), ``data``,
-``landscapes``, ``metrics`` and ``viz``.
+Kalman/RTS), ``optim`` (BLR optimizers for networks: Newton, AdamLike, OGN, VOGN, VON, BayesBiNN,
+STE; ``bench`` times them), ``enumeration`` (exact posteriors over {-1, +1}^P for binary weights),
+``conjugate`` (Bayes' rule as one BLR step, Eq 54), ``linear_gaussian`` (GP regression and
+state-space models), ``em`` (EM as coordinate-wise BLR steps, Eq 55-56), ``vmp`` (VMP and SVI
+for a Bayesian Gaussian mixture, Sec 5.3), ``ncvi`` (non-conjugate VI in global and site form,
+Eq 58-60), ``sgd_bayes`` (constant SGD as inference, Mandt et al. 2017), ``experiments`` (each
+chapter's experiments at ci and full scale), ``data``, ``landscapes``, ``metrics`` and ``viz``.
 """
 
 __version__ = "0.1.0"

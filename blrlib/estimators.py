@@ -12,6 +12,9 @@ Every estimator here computes it by automatic differentiation with respect to mu
 
 * ``exact``: the caller writes E_q[loss] in closed form as a function of mu, and autograd
   differentiates it.
+* ``mc``, ``delta`` for the {-1, +1} Bernoulli (``SignBernoulli``, Sec 4.5): the Concrete
+  relaxation of Eq 50-51 (``mc``: loss at tanh((lam + delta) / tau), differentiated with respect
+  to mu), or STE's delta method (``delta``: loss at sign(mu), straight-through Jacobian 1).
 * ``delta``, ``mc``: for Gaussian candidates, Bonnet's and Price's theorems (App D) say that
   dE_q[loss]/dm = E_q[grad loss] and dE_q[loss]/dcov = E_q[Hessian loss] / 2.
   These two expectations are estimated in theta-space, either at the mean (the delta method,
@@ -273,6 +276,14 @@ def natural_gradient(
     else:
         if loss is None:
             raise ValueError(f"loss: estimator={estimator.value!r} needs the loss function")
+        if hasattr(family, "relaxed_expected_loss"):  # the {-1, +1} Bernoulli (Eq 51, Eq 48)
+            value = family.relaxed_expected_loss(
+                mu, loss, relaxed=estimator is Estimator.MC, n_samples=n_samples,
+                generator=generator,
+            )  # fmt: skip
+            if not torch.isfinite(value):
+                raise ValueError(f"loss: returned a non-finite value {value.item()}")
+            return torch.autograd.grad(value, mu)
         if not hasattr(family, "expected_loss_surrogate"):
             raise ValueError(
                 f"estimator: {estimator.value!r} is defined for Gaussian families only; "

@@ -10,7 +10,8 @@ Each family maps natural parameters ``lam`` to expectation parameters ``mu`` (an
 provides log-densities, entropies, KL divergences, reparameterised draws and the natural gradient
 of the negative entropy used by the BLR (App B).
 Beta, Gamma, Dirichlet, Normal-Gamma and Normal-Wishart are the conjugate families of Sec 5.1,
-and the categorical family is the E-step family of EM (Sec 5.2).
+and the categorical family is the E-step family of EM (Sec 5.2). ``SignBernoulli`` is the
+{-1, +1} family of binary networks, with its Concrete relaxation (Sec 4.5).
 """
 
 from blrlib.families._base import ExponentialFamily, Order, Params
@@ -25,6 +26,7 @@ from blrlib.families.gaussian import Gaussian
 from blrlib.families.mixture import GaussianMixture
 from blrlib.families.normal_gamma import NormalGamma
 from blrlib.families.normal_wishart import NormalWishart
+from blrlib.families.sign_bernoulli import SignBernoulli, bayesbinn_update_
 
 __all__ = [
     "Bernoulli",
@@ -42,5 +44,7 @@ __all__ = [
     "NormalWishart",
     "Order",
     "Params",
+    "SignBernoulli",
+    "bayesbinn_update_",
     "blr_update_",
 ]

@@ -10,11 +10,17 @@ Every class is the one diagonal-Gaussian step ``families.diag_gaussian.blr_updat
 choice of estimator: :class:`Newton` (Eq 36-37, exact Hessian diagonal), :class:`AdamLike`
 (Eq 38: RMSprop/Adam), :class:`OGN` / :class:`VOGN` (Eq 44-46, per-example Gauss-Newton) and
 :class:`VON` (Eq 46 with the reparameterisation Hessian from one backward: Adam's cost).
+:class:`BayesBiNN` and :class:`STE` (Sec 4.5, Eq 48-52) are the {-1, +1} Bernoulli's step
+``families.sign_bernoulli.bayesbinn_update_`` with the relaxed estimator or the delta method.
 """
 
 from blrlib.optim._base import BLROptimizer, HessianEstimate, predict
+from blrlib.optim.bayesbinn import STE, BayesBiNN
 from blrlib.optim.newton import AdamLike, Newton
 from blrlib.optim.ogn import OGN, VOGN
 from blrlib.optim.von import VON
 
-__all__ = ["OGN", "VOGN", "VON", "AdamLike", "BLROptimizer", "HessianEstimate", "Newton", "predict"]
+__all__ = [
+    "OGN", "STE", "VOGN", "VON", "AdamLike", "BLROptimizer", "BayesBiNN", "HessianEstimate",
+    "Newton", "predict",
+]  # fmt: skip

@@ -199,6 +199,11 @@ class BLROptimizer(torch.optim.Optimizer):
                 for ps, means in restore:
                     torch._foreach_copy_(ps, means)
 
+    @contextmanager
+    def mode_params(self) -> Iterator[None]:
+        """The weights at the mode of q, restored on exit; a no-op here (the mean is the mode)."""
+        yield
+
     def _perturb(self, group: dict[str, Any], ps: list[Tensor], train: bool) -> list[Tensor]:
         """theta = m + s^-1/2 eps in place (one flat N(0, I) draw per group); returns the means.
 
@@ -323,7 +328,7 @@ def predict(model: nn.Module, opt: BLROptimizer, x: Tensor, n_samples: int = 32)
     """The predictive (1/S) sum_s softmax(f(x; theta_s)), theta_s ~ q: probabilities, not logits.
 
     A single output column is read as a Bernoulli logit (sigmoid). With ``n_samples=0`` the
-    prediction is at the mean (the point estimate).
+    prediction is at the mode (the mean for a Gaussian, sign(lam) for BayesBiNN).
 
     Raises:
         TypeError, ValueError: ``n_samples`` is not a non-negative int.
@@ -338,7 +343,8 @@ def predict(model: nn.Module, opt: BLROptimizer, x: Tensor, n_samples: int = 32)
         return torch.sigmoid(f) if f.shape[-1] == 1 else torch.softmax(f, dim=-1)
 
     if n_samples == 0:
-        return probs()
+        with opt.mode_params():
+            return probs()
     total = None
     for _ in range(n_samples):
         with opt.sampled_params(train=False):
