@@ -10,7 +10,8 @@ Each family maps natural parameters ``lam`` to expectation parameters ``mu`` (an
 provides log-densities, entropies, KL divergences, reparameterised draws and the natural gradient
 of the negative entropy used by the BLR (App B).
 Beta, Gamma, Dirichlet and Normal-Gamma are the conjugate families of Sec 5.1, and the
-categorical family is the E-step family of EM (Sec 5.2).
+categorical family is the E-step family of EM (Sec 5.2); SpikeSlab is dropout's candidate
+(Sec 4.3, Eq 41).
 """
 
 from blrlib.families._base import ExponentialFamily, Order, Params
@@ -24,6 +25,7 @@ from blrlib.families.gamma import Gamma
 from blrlib.families.gaussian import Gaussian
 from blrlib.families.mixture import GaussianMixture
 from blrlib.families.normal_gamma import NormalGamma
+from blrlib.families.spike_slab import SpikeSlab
 
 __all__ = [
     "Bernoulli",
@@ -40,5 +42,6 @@ __all__ = [
     "NormalGamma",
     "Order",
     "Params",
+    "SpikeSlab",
     "blr_update_",
 ]
