@@ -8,7 +8,7 @@ On the command line: ``python -m blrlib.experiments --list`` and
 ``python -m blrlib.experiments NAME --scale full``, which writes ``results/NAME.json``.
 """
 
-from blrlib.experiments import conjugate_em, deep, minima, optimisers, primer, sgd
+from blrlib.experiments import conjugate_em, deep, dropout, minima, optimisers, primer, sgd
 from blrlib.experiments._registry import (
     EXPERIMENTS,
     RESULTS_DIR,
@@ -26,6 +26,7 @@ __all__ = [
     "conjugate_em",
     "deep",
     "default_device",
+    "dropout",
     "load",
     "minima",
     "optimisers",

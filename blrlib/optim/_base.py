@@ -191,13 +191,17 @@ class BLROptimizer(torch.optim.Optimizer):
 
     # ------------------------------------------------------------------ sampling
     @contextmanager
-    def sampled_params(self, train: bool = True) -> Iterator[None]:
+    def sampled_params(self, train: bool = True, *, noise: bool = True) -> Iterator[None]:
         """Replace each mean m by a draw theta = m + s^-1/2 eps, restored on exit (even on error).
 
         With ``train=True`` the draw is kept for the next :meth:`step` (the ``reparam``
         estimate needs theta - m). With the delta method (OGN, Eq 36-38) theta = m when
-        training: the gradient is taken at the mean.
+        training: the gradient is taken at the mean. With dropout the draw is z * theta.
+        ``noise=False`` (prediction only) draws the dropout masks alone, theta = z * m: the
+        MC-dropout predictive of the slab means (the delta method of Eq 84 at test time).
         """
+        if train and not noise:
+            raise ValueError("noise: noise=False is for prediction (train=False) only")
         restore: list[tuple[list[Tensor], list[Tensor]]] = []
         try:
             with torch.no_grad():
@@ -208,7 +212,7 @@ class BLROptimizer(torch.optim.Optimizer):
                     ps = [p for p in group["params"] if p.requires_grad]
                     if not ps:
                         continue
-                    if not (train and self.estimator is Estimator.DELTA):
+                    if noise and not (train and self.estimator is Estimator.DELTA):
                         restore.append((ps, self._perturb(group, ps, train)))
                     if group["dropout"] < 1:
                         if not restore or restore[-1][0] is not ps:
