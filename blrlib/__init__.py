@@ -6,10 +6,12 @@
     lam = blr.step(q, lam, loss, rho=1.0, estimator="delta")   # one Newton step (Sec 1.3.2)
     m, cov = q.mean_cov(lam)
 
-Modules: ``families`` (candidates q and their two parametrisations), ``blr`` (the rule, Eq 3-6),
-``estimators`` (natural-gradient estimators), ``infer`` (MAP, Laplace, VI, HMC, MC dropout,
-Kalman/RTS), ``optim`` (BLR optimizers for networks: Newton, AdamLike, OGN, VOGN, VON; ``bench``
-times them), ``conjugate`` (Bayes' rule as one BLR step, Eq 54), ``linear_gaussian`` (GP
+Modules: ``families`` (candidates q and their two parametrisations, the spike and slab of
+dropout included), ``blr`` (the rule, Eq 3-6), ``estimators`` (natural-gradient estimators,
+dropout's Eq 84 among them), ``infer`` (MAP, Laplace, VI, HMC, MC dropout, Kalman/RTS), ``optim``
+(BLR optimizers for networks: Newton, AdamLike, OGN, VOGN, VON, each with a ``dropout`` option;
+``bench`` times them), ``dropout`` (the exact spike-and-slab step and the cost of App G's
+approximations), ``conjugate`` (Bayes' rule as one BLR step, Eq 54), ``linear_gaussian`` (GP
 regression and state-space models), ``em`` (EM as coordinate-wise BLR steps, Eq 55-56),
 ``sgd_bayes`` (constant SGD as inference, Mandt et al. 2017), ``experiments`` (each chapter's
 experiments at ci and full scale), ``data``, ``landscapes``, ``metrics`` and ``viz``.

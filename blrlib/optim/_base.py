@@ -17,7 +17,7 @@ slab of Eq 41 per input unit (column j of a weight matrix, Eq 39): ``sampled_par
 multiplies column j by z_j ~ Bernoulli(pi1), unscaled, and :meth:`step` uses z g / pi1 and
 z h_hat / pi1, the dropout estimator of Eq 84 with Eq 85-86, so that the step is Eq 42-43 with
 the optimizer's diagonal S (Newton, RMSprop/Adam, OGN, VON with dropout). See
-``blrlib.estimators.dropout_grad_hess`` and tests/dropout.
+``blrlib.estimators.dropout_grad_hess`` and tests/test_estimators_dropout.py.
 """
 
 from __future__ import annotations

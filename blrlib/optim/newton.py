@@ -67,7 +67,7 @@ class AdamLike(BLROptimizer):
 
     With ``dropout = pi1 < 1`` the squared gradient is that of the masked, 1/pi1-scaled
     gradient (Sec 4.2 applied to Eq 43): RMSprop/Adam with dropout, the parameters being
-    torch's dropout weights divided by pi1 (tests/dropout/test_optim.py).
+    torch's dropout weights divided by pi1 (tests/optim/test_dropout.py).
 
     Args:
         betas: (gamma, 1 - beta), each in [0, 1), as in Adam.

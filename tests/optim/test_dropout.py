@@ -3,7 +3,7 @@
 * pi1 = 1 gives bit for bit the iterates of the optimizer without the option (every class).
 * Newton with dropout is Eq 42-43, diagonal, written out here with torch.func.
 * AdamLike with dropout is torch's Adam on a network with ``nn.Dropout`` and the same masks,
-  torch's weights being pi1 times ours (the 1/pi1 convention, see tests/dropout).
+  torch's weights being pi1 times ours (the 1/pi1 convention, see tests/test_estimators_dropout.py).
 Float64, so agreement is to rounding (1e-10).
 """
 

@@ -64,3 +64,10 @@ def test_bad_family():
         dropout.entropy_terms(q, lam)
     with pytest.raises(TypeError, match="family"):
         dropout.loss_terms(families.Gaussian(2, dtype=F64), lam, quadratic)
+
+
+def test_experiment_rows_cover_the_grid():
+    from blrlib import experiments
+
+    rows = experiments.run("dropout_approximations", scale="ci", device="cpu")["result"]["rows"]
+    assert len(rows) == 3 * 6 and all(r["valid"] for r in rows)
