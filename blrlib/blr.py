@@ -82,6 +82,7 @@ def bayes_gradient(
     expected_loss: Callable[[Params], Tensor] | None = None,
     n_samples: int = 1,
     generator: torch.Generator | None = None,
+    masks: Tensor | None = None,
 ) -> Params:
     """The natural gradient of the Bayes objective, grad_mu (E_q[bar-ell] - H(q)) (Eq 2-4).
 
@@ -104,6 +105,8 @@ def bayes_gradient(
         expected_loss: mu -> E_q[loss] in closed form, for ``estimator="exact"``.
         n_samples: Monte Carlo draws for ``estimator="mc"``.
         generator: random generator for the draws.
+        masks: unit masks z (J,) for ``estimator="dropout"`` (spike-and-slab family, App G);
+            with it the entropy term is Eq 85-86's responsibility approximation.
 
     Returns:
         A tuple shaped like ``lam``.
@@ -119,9 +122,13 @@ def bayes_gradient(
                 "add -log p(theta) to the loss instead"
             )
         family.check_natural(prior, "prior")
+    dropout = parse_option(estimator, Estimator, "estimator") is Estimator.DROPOUT
     if family.closed_form_entropy_gradient:
         integrand = loss
         neg_entropy = family.neg_entropy_natural_gradient(lam)
+    elif dropout and hasattr(family, "approx_neg_entropy_natural_gradient"):
+        integrand = loss  # Eq 85-86: log q leaves the expectation, r(theta) ~ 1
+        neg_entropy = family.approx_neg_entropy_natural_gradient(lam)
     else:
         if parse_option(estimator, Estimator, "estimator") is Estimator.EXACT:
             raise ValueError(
@@ -150,6 +157,7 @@ def bayes_gradient(
         expected_loss=expected_loss,
         n_samples=n_samples,
         generator=generator,
+        masks=masks,
     )
     if prior is None:
         return tuple(g + h for g, h in zip(grad, neg_entropy, strict=True))
@@ -168,6 +176,7 @@ def step(
     expected_loss: Callable[[Params], Tensor] | None = None,
     n_samples: int = 1,
     generator: torch.Generator | None = None,
+    masks: Tensor | None = None,
 ) -> Params:
     """One step of the Bayesian learning rule, lam <- lam - rho * grad_mu(E_q[loss] - H(q)).
 
@@ -196,6 +205,7 @@ def step(
         expected_loss=expected_loss,
         n_samples=n_samples,
         generator=generator,
+        masks=masks,
     )
     new = tuple((p - rho * g).detach() for p, g in zip(lam, grad, strict=True))
     try:

@@ -26,6 +26,9 @@ How E_q[Hessian loss] is obtained is a second, independent choice (``hessian``):
 ``autograd`` (exact Hessians at the evaluation points), ``gauss_newton`` (the sum of squared
 per-example gradients of Eq 45, for a :class:`SumLoss`) or ``reparam`` (Price's theorem in the
 Hessian-free form E_q[S (theta - m) grad loss^T], Monte Carlo only).
+
+* ``dropout`` (spike-and-slab family only, App G): one draw of the unit masks z, noise ignored,
+  derivatives at the dropout mean z * m (the delta method of Eq 84), see :func:`dropout_grad_hess`.
 """
 
 from __future__ import annotations
@@ -40,7 +43,15 @@ from torch.func import grad_and_value, hessian, jacrev, vmap
 
 from blrlib.families import ExponentialFamily, Order, Params
 
-__all__ = ["Estimator", "Hessian", "SumLoss", "expected_grad_hess", "natural_gradient"]
+__all__ = [
+    "Estimator",
+    "Hessian",
+    "SumLoss",
+    "draw_masks",
+    "dropout_grad_hess",
+    "expected_grad_hess",
+    "natural_gradient",
+]
 
 
 class Estimator(str, Enum):
@@ -49,6 +60,7 @@ class Estimator(str, Enum):
     EXACT = "exact"
     DELTA = "delta"
     MC = "mc"
+    DROPOUT = "dropout"
 
 
 class Hessian(str, Enum):
@@ -177,8 +189,10 @@ def expected_grad_hess(
     """
     estimator = parse_option(estimator, Estimator, "estimator")
     hessian_method = parse_option(hessian_method, Hessian, "hessian")
-    if estimator is Estimator.EXACT:
-        raise ValueError("estimator: expected_grad_hess estimates by 'delta' or 'mc', not 'exact'")
+    if estimator in (Estimator.EXACT, Estimator.DROPOUT):
+        raise ValueError(
+            f"estimator: expected_grad_hess estimates by 'delta' or 'mc', not {estimator.value!r}"
+        )
     mean, cov = family.mean_cov(lam)
     mean, cov = mean.detach(), cov.detach()
     components = mean.dim() == 2  # a mixture: one row of theta-space statistics per component
@@ -227,6 +241,63 @@ def expected_grad_hess(
     return (grad if components else grad.squeeze(0)), hess
 
 
+def draw_masks(family: ExponentialFamily, generator: torch.Generator | None = None) -> Tensor:
+    """Unit masks z_j ~ Bernoulli(pi1), shape (J,), in the family's dtype (Eq 39)."""
+    if not hasattr(family, "pi1"):
+        raise TypeError(f"family: estimator='dropout' needs SpikeSlab; got {type(family).__name__}")
+    shape = (family.n_units,)
+    probs = torch.full(shape, family.pi1, dtype=family.dtype, device=family.device)
+    return torch.bernoulli(probs, generator=generator)
+
+
+def dropout_grad_hess(
+    family: ExponentialFamily,
+    lam: Params,
+    loss: Callable[[Tensor], Tensor],
+    masks: Tensor,
+) -> tuple[Tensor, Tensor | None]:
+    """Eq 84: the slab's E[grad] and E[Hessian] from one dropout draw, at the dropout mean.
+
+    With theta~ = z * m (unit masks z, unscaled as in Eq 39, the Gaussian noise ignored),
+    g = grad_theta loss(z * theta) at theta = m is z_j grad loss(theta~) per unit: a one-draw
+    estimate of grad_{m_j} E_q[loss] = pi1 E_slab[grad loss] under the delta method.
+    Dividing by pi1 gives the slab expectation that ``family.expected_loss_surrogate`` takes;
+    that 1/pi1 is the one of Eq 42-43. The Hessian is the per-unit block of
+    Hessian_theta loss(z * theta), z_j^2 Hessian loss(theta~), divided by pi1 likewise.
+
+    Args:
+        family: a :class:`blrlib.families.SpikeSlab`.
+        lam: its natural parameters.
+        loss: theta (JP,) -> scalar.
+        masks: z, shape (J,), entries 0. or 1. in the family's dtype.
+
+    Returns:
+        (grad (J, P), hess (J, P, P) or None with a fixed precision).
+
+    Raises:
+        TypeError, ValueError: bad ``masks`` (naming it), or a non-finite loss.
+    """
+    from blrlib.families.spike_slab import SpikeSlab, check_masks
+
+    if not isinstance(family, SpikeSlab):
+        raise TypeError(f"family: estimator='dropout' needs SpikeSlab; got {type(family).__name__}")
+    z = check_masks(masks, (family.n_units,), family.dtype)
+    mean, _ = family.mean_cov(lam)
+    zflat = z.unsqueeze(-1).expand_as(mean).reshape(-1)
+
+    def masked(theta: Tensor) -> Tensor:
+        return loss(zflat * theta)
+
+    grad, value = grad_and_value(masked)(mean.detach().reshape(-1))
+    _check_finite(value, grad, "at the dropout mean z * m")
+    shape = (family.n_units, family.unit_dim)
+    if family.fixed:
+        return grad.view(shape) / family.pi1, None
+    h = hessian(masked)(mean.detach().reshape(-1)).view(*shape, *shape)
+    blocks = torch.diagonal(h, dim1=0, dim2=2).permute(2, 0, 1)  # (J, P, P): unit j's block
+    return grad.view(shape) / family.pi1, blocks / family.pi1
+
+
 def natural_gradient(
     family: ExponentialFamily,
     lam: Params,
@@ -237,6 +308,7 @@ def natural_gradient(
     expected_loss: Callable[[Params], Tensor] | None = None,
     n_samples: int = 1,
     generator: torch.Generator | None = None,
+    masks: Tensor | None = None,
 ) -> Params:
     """The natural gradient of E_q[loss]: its gradient with respect to mu (Eq 4).
 
@@ -251,7 +323,8 @@ def natural_gradient(
         hessian_method: ``"autograd"``, ``"gauss_newton"`` or ``"reparam"``.
         expected_loss: mu -> E_q[loss] in closed form; required by (and only used with) ``exact``.
         n_samples: Monte Carlo draws (per mixture component) for ``mc``.
-        generator: random generator for ``mc``.
+        generator: random generator for ``mc`` (and for the masks of ``dropout``).
+        masks: the unit masks z (J,) of ``dropout``; drawn from Bernoulli(pi1) when None.
 
     Returns:
         grad_mu E_q[loss], a tuple shaped like ``lam``.
@@ -273,7 +346,16 @@ def natural_gradient(
             raise ValueError(f"expected_loss: must return a scalar; got shape {tuple(value.shape)}")
         if not torch.isfinite(value):
             raise ValueError(f"expected_loss: returned a non-finite value {value.item()}")
+    elif estimator is Estimator.DROPOUT:
+        if loss is None:
+            raise ValueError("loss: estimator='dropout' needs the loss function")
+        if masks is None:
+            masks = draw_masks(family, generator)
+        grad, hess = dropout_grad_hess(family, lam, loss, masks)
+        value = family.expected_loss_surrogate(mu, grad, hess)
     else:
+        if masks is not None:
+            raise ValueError(f"masks: only used with estimator='dropout'; got {estimator.value!r}")
         if loss is None:
             raise ValueError(f"loss: estimator={estimator.value!r} needs the loss function")
         if hasattr(family, "relaxed_expected_loss"):  # the {-1, +1} Bernoulli (Eq 51, Eq 48)

@@ -8,7 +8,17 @@ On the command line: ``python -m blrlib.experiments --list`` and
 ``python -m blrlib.experiments NAME --scale full``, which writes ``results/NAME.json``.
 """
 
-from blrlib.experiments import binary, conjugate_em, deep, minima, optimisers, primer, sgd, vi
+from blrlib.experiments import (
+    binary,
+    conjugate_em,
+    deep,
+    dropout,
+    minima,
+    optimisers,
+    primer,
+    sgd,
+    vi,
+)
 from blrlib.experiments._registry import (
     EXPERIMENTS,
     RESULTS_DIR,
@@ -27,6 +37,7 @@ __all__ = [
     "conjugate_em",
     "deep",
     "default_device",
+    "dropout",
     "load",
     "minima",
     "optimisers",

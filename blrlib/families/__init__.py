@@ -11,7 +11,8 @@ provides log-densities, entropies, KL divergences, reparameterised draws and the
 of the negative entropy used by the BLR (App B).
 Beta, Gamma, Dirichlet, Normal-Gamma and Normal-Wishart are the conjugate families of Sec 5.1,
 and the categorical family is the E-step family of EM (Sec 5.2). ``SignBernoulli`` is the
-{-1, +1} family of binary networks, with its Concrete relaxation (Sec 4.5).
+{-1, +1} family of binary networks, with its Concrete relaxation (Sec 4.5), and ``SpikeSlab``
+is dropout's candidate (Sec 4.3, Eq 41).
 """
 
 from blrlib.families._base import ExponentialFamily, Order, Params
@@ -27,6 +28,7 @@ from blrlib.families.mixture import GaussianMixture
 from blrlib.families.normal_gamma import NormalGamma
 from blrlib.families.normal_wishart import NormalWishart
 from blrlib.families.sign_bernoulli import SignBernoulli, bayesbinn_update_
+from blrlib.families.spike_slab import SpikeSlab
 
 __all__ = [
     "Bernoulli",
@@ -46,5 +48,6 @@ __all__ = [
     "Params",
     "SignBernoulli",
     "bayesbinn_update_",
+    "SpikeSlab",
     "blr_update_",
 ]

@@ -11,6 +11,13 @@ The class holds q = N(m, diag(N h + delta)^-1) per parameter tensor (m is the pa
 itself, h is in ``state``) and calls :func:`blrlib.families.diag_gaussian.blr_update_`, the
 one diagonal-Gaussian BLR step; the subclasses differ only in how they estimate E_q[grad] and
 E_q[diag Hessian] (Khan & Rue 2023, Sec 4.2 and 4.4).
+
+With ``dropout = pi1 < 1`` the candidate of every weight tensor (dim >= 2) is the spike and
+slab of Eq 41 per input unit (column j of a weight matrix, Eq 39): ``sampled_params(train=True)``
+multiplies column j by z_j ~ Bernoulli(pi1), unscaled, and :meth:`step` uses z g / pi1 and
+z h_hat / pi1, the dropout estimator of Eq 84 with Eq 85-86, so that the step is Eq 42-43 with
+the optimizer's diagonal S (Newton, RMSprop/Adam, OGN, VON with dropout). See
+``blrlib.estimators.dropout_grad_hess`` and tests/test_estimators_dropout.py.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from torch import Tensor, nn
 from blrlib._checks import positive_float
 from blrlib.estimators import Estimator, parse_option
 from blrlib.families.diag_gaussian import Momentum, blr_update_
+from blrlib.families.spike_slab import check_pi1
 from blrlib.optim import _curvature
 
 __all__ = ["BLROptimizer", "HessianEstimate", "predict"]
@@ -76,7 +84,9 @@ class BLROptimizer(torch.optim.Optimizer):
         sqrt, bias_correction, positive: options of :func:`blr_update_`.
         model, loss_fn: the network and its per-example loss (outputs, targets) -> (M,),
             needed by :meth:`backward` (``gauss_newton`` and ``autograd``).
-        generator: random generator for the draws.
+        generator: random generator for the draws (and the dropout masks).
+        dropout: pi1, the probability of keeping a unit, in (0, 1]; 1 (the default) is no
+            dropout and gives exactly the iterates without it. A group may override it.
 
     Raises:
         ValueError, TypeError: a setting outside its range, naming it.
@@ -102,8 +112,10 @@ class BLROptimizer(torch.optim.Optimizer):
         model: nn.Module | None = None,
         loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
         generator: torch.Generator | None = None,
+        dropout: float = 1.0,
     ) -> None:
         positive_float(n_data, "n_data")
+        check_pi1(dropout, "dropout")
         positive_float(lr, "lr")
         if _number(beta, "beta", 0.0, 1.0, closed=True) == 0:
             raise ValueError("beta must be in (0, 1]; got 0")
@@ -124,9 +136,12 @@ class BLROptimizer(torch.optim.Optimizer):
         self.options = {"sqrt": sqrt, "bias_correction": bias_correction, "positive": positive}
         defaults = dict(
             lr=lr, beta=beta, gamma=gamma, prior_prec=prior_prec, n_data=n_data,
-            hess_init=hess_init, eps=eps,
+            hess_init=hess_init, eps=eps, dropout=dropout,
         )  # fmt: skip
         super().__init__(params, defaults)
+        for group in self.param_groups:
+            check_pi1(group["dropout"], "dropout")
+        self._masks: dict[Tensor, Tensor] = {}  # z (broadcastable) of the last training draw
         self._noise: dict[Tensor, tuple[Tensor, Tensor]] = {}  # theta - m and s of the draw
         self._hess_hat: dict[Tensor, Tensor] = {}  # from backward() (gauss_newton, autograd)
         self._scratch: dict[tuple[Any, ...], Any] = {}  # buffers reused by sampled_params
@@ -176,23 +191,33 @@ class BLROptimizer(torch.optim.Optimizer):
 
     # ------------------------------------------------------------------ sampling
     @contextmanager
-    def sampled_params(self, train: bool = True) -> Iterator[None]:
+    def sampled_params(self, train: bool = True, *, noise: bool = True) -> Iterator[None]:
         """Replace each mean m by a draw theta = m + s^-1/2 eps, restored on exit (even on error).
 
         With ``train=True`` the draw is kept for the next :meth:`step` (the ``reparam``
         estimate needs theta - m). With the delta method (OGN, Eq 36-38) theta = m when
-        training: the gradient is taken at the mean.
+        training: the gradient is taken at the mean. With dropout the draw is z * theta.
+        ``noise=False`` (prediction only) draws the dropout masks alone, theta = z * m: the
+        MC-dropout predictive of the slab means (the delta method of Eq 84 at test time).
         """
+        if train and not noise:
+            raise ValueError("noise: noise=False is for prediction (train=False) only")
         restore: list[tuple[list[Tensor], list[Tensor]]] = []
         try:
             with torch.no_grad():
                 if train:
                     self._noise.clear()
-                if not (train and self.estimator is Estimator.DELTA):
-                    for group in self.param_groups:
-                        ps = [p for p in group["params"] if p.requires_grad]
-                        if ps:
-                            restore.append((ps, self._perturb(group, ps, train)))
+                    self._masks.clear()
+                for group in self.param_groups:
+                    ps = [p for p in group["params"] if p.requires_grad]
+                    if not ps:
+                        continue
+                    if noise and not (train and self.estimator is Estimator.DELTA):
+                        restore.append((ps, self._perturb(group, ps, train)))
+                    if group["dropout"] < 1:
+                        if not restore or restore[-1][0] is not ps:
+                            restore.append((ps, [p.clone() for p in ps]))
+                        self._drop(group, ps, train)
             yield
         finally:
             with torch.no_grad():
@@ -230,6 +255,21 @@ class BLROptimizer(torch.optim.Optimizer):
         if train:  # kept for step(): theta - m and s (Price's identity)
             self._noise.update(zip(ps, zip(eps, precs, strict=True), strict=True))
         return means
+
+    def _drop(self, group: dict[str, Any], ps: list[Tensor], train: bool) -> None:
+        """theta <- z * theta per input unit (dim 1) of each weight tensor, z ~ Bernoulli(pi1).
+
+        The masks are unscaled (Eq 39): the weights are the slab's, not torch's pi1-scaled ones.
+        """
+        for p in ps:
+            if p.dim() < 2:
+                continue  # biases belong to no unit (Eq 39 has no offset): never dropped
+            z = torch.empty(p.shape[1], dtype=p.dtype, device=p.device)
+            z.bernoulli_(group["dropout"], generator=self.generator)
+            z = z.view(1, -1, *([1] * (p.dim() - 2)))
+            p.mul_(z)
+            if train:
+                self._masks[p] = z
 
     def backward(self, inputs: Tensor, targets: Tensor) -> Tensor:
         """Gradient and Hessian-diagonal estimate of the batch-mean loss at the current weights.
@@ -272,11 +312,13 @@ class BLROptimizer(torch.optim.Optimizer):
             raise RuntimeError("step: no parameter has a gradient (call loss.backward() first)")
         needs_draw = self.estimator is Estimator.MC
         needs_hess = self.hessian in (HessianEstimate.AUTOGRAD, HessianEstimate.GAUSS_NEWTON)
-        for _, p in pairs:
+        for group, p in pairs:
             if needs_draw and p not in self._noise:
                 raise RuntimeError("step: no draw to use; compute the loss inside sampled_params()")
             if needs_hess and p not in self._hess_hat:
                 raise RuntimeError("step: no Hessian estimate; call opt.backward(x, y) first")
+            if group["dropout"] < 1 and p.dim() >= 2 and p not in self._masks:
+                raise RuntimeError("step: dropout needs the masks; compute inside sampled_params()")
         grads = [p.grad for _, p in pairs]
         norms = torch._foreach_norm(grads + [self._hess_hat[p] for _, p in pairs if needs_hess])
         if not bool(torch.isfinite(torch.stack([n.float() for n in norms]).sum())):
@@ -287,6 +329,7 @@ class BLROptimizer(torch.optim.Optimizer):
                 self._group_step(group, ps)
         self._noise.clear()
         self._hess_hat.clear()
+        self._masks.clear()
         return loss
 
     def _group_step(self, group: dict[str, Any], ps: list[Tensor]) -> None:
@@ -294,6 +337,12 @@ class BLROptimizer(torch.optim.Optimizer):
         low = ps[0].dtype in LOW_PRECISION
         means = [p.float() for p in ps] if low else ps
         grads = [p.grad.to(s["hess"].dtype) for p, s in zip(ps, states, strict=True)]
+        pi1 = group["dropout"]
+        if (
+            pi1 < 1
+        ):  # Eq 84: z grad(theta~) / pi1, the slab's expected gradient (the 1/pi1 of Eq 42)
+            grads = [g * self._masks[p] / pi1 if p in self._masks else g
+                     for g, p in zip(grads, ps, strict=True)]  # fmt: skip
         hess = [s["hess"] for s in states]
         work = None
         if self.hessian is HessianEstimate.GRADSQ:
@@ -305,6 +354,9 @@ class BLROptimizer(torch.optim.Optimizer):
             torch._foreach_mul_(hess_hat, work)  # then work is free: blr_update_'s scratch
         else:
             hess_hat = [self._hess_hat[p].to(h.dtype) for p, h in zip(ps, hess, strict=True)]
+            if pi1 < 1:  # Eq 43: z H(theta~) / pi1
+                hess_hat = [h * self._masks[p] / pi1 if p in self._masks else h
+                            for h, p in zip(hess_hat, ps, strict=True)]  # fmt: skip
         if self.momentum is Momentum.NATURAL and group["gamma"] != 0:
             buffers = ([s["hess_delta"] for s in states], [s["velocity"] for s in states])
         elif group["gamma"] != 0:

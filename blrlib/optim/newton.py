@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from blrlib.families.diag_gaussian import Momentum
@@ -30,6 +31,8 @@ class Newton(BLROptimizer):
         params: parameters or groups. n_data: N (required). lr, beta: the rates of m and s.
         gamma: momentum (Eq 80). prior_prec: delta. hess_init: s_0 = N hess_init + delta.
         model, loss_fn: for :meth:`backward`, which computes the exact Hessian diagonal.
+        dropout: pi1; below 1 this is Newton with dropout, Eq 42-43 with a diagonal S.
+        generator: for the dropout masks.
     """
 
     def __init__(
@@ -44,11 +47,14 @@ class Newton(BLROptimizer):
         hess_init: float = 1.0,
         model: nn.Module | None = None,
         loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+        dropout: float = 1.0,
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(
             params, n_data=n_data, lr=lr, beta=lr if beta is None else beta, gamma=gamma,
             prior_prec=prior_prec, hess_init=hess_init, estimator="delta", hessian="autograd",
-            momentum="natural", model=model, loss_fn=loss_fn,
+            momentum="natural", model=model, loss_fn=loss_fn, dropout=dropout,
+            generator=generator,
         )  # fmt: skip
 
 
@@ -59,8 +65,13 @@ class AdamLike(BLROptimizer):
     plus ``eps``; with ``betas[0] = 0`` and ``bias_correction=False`` it is RMSprop.
     Its q = N(m, 1 / (N (sqrt(h) + eps))) is only the crude Gaussian that Sec 4.4 warns about.
 
+    With ``dropout = pi1 < 1`` the squared gradient is that of the masked, 1/pi1-scaled
+    gradient (Sec 4.2 applied to Eq 43): RMSprop/Adam with dropout, the parameters being
+    torch's dropout weights divided by pi1 (tests/optim/test_dropout.py).
+
     Args:
         betas: (gamma, 1 - beta), each in [0, 1), as in Adam.
+        dropout, generator: pi1 and the generator of the masks.
     """
 
     def __init__(
@@ -73,6 +84,8 @@ class AdamLike(BLROptimizer):
         eps: float = 1e-8,
         prior_prec: float = 1.0,
         bias_correction: bool = True,
+        dropout: float = 1.0,
+        generator: torch.Generator | None = None,
     ) -> None:
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas must be a pair of floats in [0, 1); got {betas!r}")
@@ -81,5 +94,6 @@ class AdamLike(BLROptimizer):
         super().__init__(
             params, n_data=n_data, lr=lr, beta=1.0 - betas[1], gamma=betas[0],
             prior_prec=prior_prec, eps=eps, estimator="delta", hessian=HessianEstimate.GRADSQ,
-            momentum=Momentum.EMA, sqrt=True, bias_correction=bias_correction,
+            momentum=Momentum.EMA, sqrt=True, bias_correction=bias_correction, dropout=dropout,
+            generator=generator,
         )  # fmt: skip

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from blrlib.optim._base import BLROptimizer
@@ -29,7 +30,8 @@ class OGN(BLROptimizer):
     Args:
         params: parameters or groups; n_data: N; lr, beta: rates of m and s; gamma: momentum
         (Eq 80); prior_prec: delta; hess_init: h_0; model, loss_fn: the network and its
-        per-example loss (outputs, targets) -> (M,).
+        per-example loss (outputs, targets) -> (M,); dropout: pi1 (Eq 42-43 with Eq 45's
+        Hessian); generator: for the draws and masks.
     """
 
     _estimator = "delta"
@@ -46,13 +48,15 @@ class OGN(BLROptimizer):
         gamma: float = 0.0,
         prior_prec: float = 1.0,
         hess_init: float = 0.0,
+        dropout: float = 1.0,
+        generator: torch.Generator | None = None,
     ) -> None:
         if model is None or loss_fn is None:
             raise ValueError("model, loss_fn: the per-example Gauss-Newton Hessian needs both")
         super().__init__(
             params, n_data=n_data, lr=lr, beta=beta, gamma=gamma, prior_prec=prior_prec,
             hess_init=hess_init, estimator=self._estimator, hessian="gauss_newton",
-            momentum="natural", model=model, loss_fn=loss_fn,
+            momentum="natural", model=model, loss_fn=loss_fn, dropout=dropout, generator=generator,
         )  # fmt: skip
 
 

@@ -34,7 +34,8 @@ class VON(BLROptimizer):
         hess_init: h_0 > 0, the initial precision per example (s_0 = N h_0 + delta).
         positive: the correction that keeps s > 0 when h_hat < 0 (on by default; with it off
             a step equals ``blr.step`` exactly, see tests/optim/test_von.py).
-        generator: for the draws.
+        generator: for the draws (and the dropout masks).
+        dropout: pi1; below 1 theta = z (m + eps / sqrt(s)), the full draw of App G.
     """
 
     def __init__(
@@ -49,6 +50,7 @@ class VON(BLROptimizer):
         hess_init: float = 1.0,
         positive: bool = True,
         generator: torch.Generator | None = None,
+        dropout: float = 1.0,
     ) -> None:
         if isinstance(hess_init, (int, float)) and not isinstance(hess_init, bool):
             if hess_init <= 0:
@@ -56,5 +58,5 @@ class VON(BLROptimizer):
         super().__init__(
             params, n_data=n_data, lr=lr, beta=beta, gamma=gamma, prior_prec=prior_prec,
             hess_init=hess_init, estimator="mc", hessian="reparam", momentum="ema",
-            bias_correction=True, positive=positive, generator=generator,
+            bias_correction=True, positive=positive, generator=generator, dropout=dropout,
         )  # fmt: skip
