@@ -317,7 +317,7 @@ class BLROptimizer(torch.optim.Optimizer):
                 raise RuntimeError("step: no draw to use; compute the loss inside sampled_params()")
             if needs_hess and p not in self._hess_hat:
                 raise RuntimeError("step: no Hessian estimate; call opt.backward(x, y) first")
-            if group["dropout"] < 1 and p.dim() >= 2 and p not in self._masks:
+            if group.get("dropout", 1.0) < 1 and p.dim() >= 2 and p not in self._masks:
                 raise RuntimeError("step: dropout needs the masks; compute inside sampled_params()")
         grads = [p.grad for _, p in pairs]
         norms = torch._foreach_norm(grads + [self._hess_hat[p] for _, p in pairs if needs_hess])

@@ -69,6 +69,7 @@ class _SignBLR(BLROptimizer):
         self.generator = generator
         self._noise: dict[Tensor, tuple[Tensor]] = {}
         self._hess_hat: dict[Tensor, Tensor] = {}
+        self._masks: dict[Tensor, Tensor] = {}  # no dropout for binary weights: always empty
         defaults = dict(lr=lr, n_data=n_data, tau=tau, beta=beta)
         torch.optim.Optimizer.__init__(self, params, defaults)
         self.set_prior(prior)
