@@ -2,7 +2,7 @@
 
     python -m blrlib.bench optim            # an MLP on CPU (and a CNN when CUDA is present)
     ...
-    step_time_ratio_vs_adam=1.07            # the last line: VON, the Adam-cost optimizer
+    step_time_ratio_vs_adam=<x>             # the last line: VON, the Adam-cost optimizer
 
 A step is what a training loop pays: zero_grad, the forward and backward pass (inside
 ``sampled_params`` for the BLR optimizers, ``opt.backward`` for VOGN) and ``step``.
