@@ -67,7 +67,7 @@ class ConcreteDropout:
 
     pi1: float = 0.9
     temperature: float = 0.1
-    lr: float = 0.01
+    lr: float = 1e-3
 
     def __post_init__(self) -> None:
         if check_pi1(self.pi1, "pi1") == 1.0:
