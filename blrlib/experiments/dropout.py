@@ -322,4 +322,5 @@ def dropout_learn_rate(*, scale: Scale, device: torch.device, seed: int = 0) -> 
         mean[n]["learned"]["pi1"] = [
             sum(r["pi1"][i] for r in learned) / len(learned) for i in (0, 1)
         ]
-    return {"sizes": sizes, "pi1_init": pi1, "runs": runs, "mean": mean}
+    return {"sizes": sizes, "pi1_init": pi1, "runs": runs, "mean": mean,
+            "trace_every": max(n_steps // 50, 1)}  # fmt: skip
