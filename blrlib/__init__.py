@@ -10,7 +10,8 @@ Modules: ``families`` (candidates q and their two parametrisations, the spike an
 dropout included), ``blr`` (the rule, Eq 3-6), ``estimators`` (natural-gradient estimators,
 dropout's Eq 84 among them), ``infer`` (MAP, Laplace, VI, HMC, MC dropout, Kalman/RTS), ``optim``
 (BLR optimizers for networks: Newton, AdamLike, OGN, VOGN, VON, each with a ``dropout`` option,
-BayesBiNN, STE; ``bench`` times them), ``dropout`` (the exact spike-and-slab step and the cost of
+pi1 fixed or learned by ``ConcreteDropout``; BayesBiNN, STE; ``bench`` times them), ``dropout``
+(the exact spike-and-slab step and the cost of
 App G's approximations), ``enumeration`` (exact posteriors over {-1, +1}^P for binary weights),
 ``conjugate`` (Bayes' rule as one BLR step, Eq 54), ``linear_gaussian`` (GP regression and
 state-space models), ``em`` (EM as coordinate-wise BLR steps, Eq 55-56), ``vmp`` (VMP and SVI

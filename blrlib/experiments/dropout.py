@@ -26,7 +26,9 @@ from blrlib import dropout as approx
 from blrlib.experiments._registry import Scale, register
 from blrlib.infer import mcmc, predictive
 
-__all__ = ["dropout_approximations", "dropout_moons", "dropout_regression"]
+__all__ = [
+    "dropout_approximations", "dropout_learn_rate", "dropout_moons", "dropout_regression",
+]  # fmt: skip
 
 F64 = torch.float64
 METHODS = ("mc_dropout", "blr_dropout_adam", "blr_dropout_adam_masks", "von")
@@ -263,3 +265,62 @@ def dropout_moons(*, scale: Scale, device: torch.device, seed: int = 0) -> dict[
     mean = {m: {k: sum(r[k] for r in rs) / len(rs) for k in rs[0]} for m, rs in runs.items()}
     return {"runs": runs, "mean": mean, "grid": grid.tolist(), "grid_probs": grid_probs,
             "X": X.tolist(), "y": y.tolist()}  # fmt: skip
+
+
+def _learn_fit(X, y, x_test, y_test, *, setting, hidden, n_steps, n_pred, tau, seed, device):
+    """AdamLike with dropout on the two hidden layers' units, each layer its own group (pi1
+    fixed, or a ConcreteDropout); test NLL and RMSE of the masks-only predictive, and pi1."""
+    torch.manual_seed(seed)
+    net = _mlp([1, hidden, hidden, 1], device)
+    rest = [*net[0].parameters(), net[2].bias, net[4].bias]
+    groups = [{"params": rest}] + [{"params": [net[i].weight], "dropout": setting} for i in (2, 4)]
+    opt = optim.AdamLike(groups, n_data=len(X), lr=HP["lr"],
+                         generator=torch.Generator(device=device).manual_seed(seed))  # fmt: skip
+    trace = []
+    for t in range(n_steps):
+        _train_blr(net, opt, X, y, lambda f, v: 0.5 * tau * (f[:, 0] - v) ** 2, 1)
+        if t % max(n_steps // 50, 1) == 0 or t == n_steps - 1:
+            trace.append([g["dropout"] for g in opt.param_groups[1:]])
+    f = _samples(net, opt, x_test, n_pred, noise=False)[..., 0]
+    m, v = f.mean(0), f.var(0) + 1 / tau
+    return {"nll": metrics.gaussian_nll(m, v, y_test),
+            "rmse": float(((m - y_test) ** 2).mean().sqrt()),
+            "pi1": trace[-1], "trace": trace}  # fmt: skip
+
+
+@register
+def dropout_learn_rate(*, scale: Scale, device: torch.device, seed: int = 0) -> dict[str, Any]:
+    """Learned against fixed pi1 (0.9) on y = sin(x) + x with a small and a large training set.
+
+    A 1-50-50-1 ReLU network (ci; 100 units at full), AdamLike with dropout on both hidden layers,
+    each with its own pi1: fixed, or learned (``optim.ConcreteDropout``, temperature 0.1, rate
+    1e-3). Test NLL
+    and RMSE of the masks-only predictive (MC dropout at the slab means) on 400 test points, and
+    the learned pi1 per layer (with its trajectory), per training-set size and seed.
+    """
+    full = scale is Scale.FULL
+    sizes, seeds = [30, 1000], [seed + i for i in range(5 if full else 1)]
+    hidden, n_steps, n_pred = (100, 4000, 200) if full else (50, 600, 100)
+    tau, pi1 = 100.0, 0.9
+    settings = {"fixed": pi1, "learned": optim.ConcreteDropout(pi1, temperature=0.1, lr=1e-3)}
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+        str(n): {k: [] for k in settings} for n in sizes
+    }
+    for s in seeds:
+        x_test, y_test = _gap_data(400, s + 10, device)
+        for n in sizes:
+            X, y = _gap_data(n, s, device)
+            for name, setting in settings.items():
+                runs[str(n)][name].append(_learn_fit(
+                    X, y, x_test, y_test, setting=setting, hidden=hidden, n_steps=n_steps,
+                    n_pred=n_pred, tau=tau, seed=s, device=device,
+                ))  # fmt: skip
+    mean = {n: {k: {m: sum(r[m] for r in rs) / len(rs) for m in ("nll", "rmse")}
+                for k, rs in by.items()} for n, by in runs.items()}  # fmt: skip
+    for n, by in runs.items():
+        learned = by["learned"]
+        mean[n]["learned"]["pi1"] = [
+            sum(r["pi1"][i] for r in learned) / len(learned) for i in (0, 1)
+        ]
+    return {"sizes": sizes, "pi1_init": pi1, "runs": runs, "mean": mean,
+            "trace_every": max(n_steps // 50, 1)}  # fmt: skip

@@ -31,7 +31,14 @@ from torch.func import vmap
 from blrlib._checks import positive_float
 from blrlib.families._base import ExponentialFamily, Order, Params
 
-__all__ = ["SignBernoulli", "bayesbinn_update_", "log_sech2", "logistic_noise", "relaxed_scale"]
+__all__ = [
+    "SignBernoulli",
+    "bayesbinn_update_",
+    "concrete",
+    "log_sech2",
+    "logistic_noise",
+    "relaxed_scale",
+]
 
 LOG2 = math.log(2.0)
 
@@ -41,6 +48,17 @@ def logistic_noise(u: Tensor) -> Tensor:
     positive float, so that torch.rand never gives -inf)."""
     u = u.clamp_min(torch.finfo(u.dtype).tiny)
     return 0.5 * (torch.log(u) - torch.log1p(-u))
+
+
+def concrete(lam: Tensor, delta: Tensor, tau: float) -> Tensor:
+    """The Concrete draw theta_hat = tanh((lam + delta) / tau) of Eq 50, in (-1, 1).
+
+    With delta = :func:`logistic_noise` (u), theta_hat > 0 exactly when a draw of
+    q(theta = +1) = sigmoid(2 lam) is +1, for every tau; as tau -> 0 it tends to sign(lam + delta).
+    The relaxed {0, 1} dropout mask is (1 + theta_hat) / 2 at lam = logit(pi1) / 2
+    (``blrlib.optim.ConcreteDropout``).
+    """
+    return torch.tanh((lam + delta) / tau)
 
 
 def log_sech2(x: Tensor) -> Tensor:
@@ -72,7 +90,7 @@ def relaxed_scale(lam: Tensor, delta: Tensor, tau: float, eps: float = 0.0) -> T
         s, the shape of ``lam``.
     """
     if eps > 0:
-        w2, mu2 = torch.tanh((lam + delta) / tau) ** 2, torch.tanh(lam) ** 2
+        w2, mu2 = concrete(lam, delta, tau) ** 2, torch.tanh(lam) ** 2
         return (1.0 - w2 + eps) / (tau * (1.0 - mu2 + eps))
     log_s = log_sech2((lam + delta) / tau) - log_sech2(lam) - math.log(tau)
     cap = math.log(torch.finfo(lam.dtype).max) - math.log(10.0)
@@ -183,7 +201,7 @@ class SignBernoulli(ExponentialFamily):
         tau = 1 and sign(lam) as tau -> 0.
         """
         delta = self.noise(n, generator=generator) if noise else lam[0].new_zeros(n, self.dim)
-        return torch.tanh((lam[0] + delta) / self.tau)
+        return concrete(lam[0], delta, self.tau)
 
     def relaxed_expected_loss(
         self,
@@ -210,7 +228,7 @@ class SignBernoulli(ExponentialFamily):
         if not relaxed:
             return loss(_sign(m.detach()) + m - m.detach())
         delta = self.noise(n_samples, generator=generator)
-        theta = torch.tanh((torch.atanh(m) + delta) / self.tau)
+        theta = concrete(torch.atanh(m), delta, self.tau)
         return vmap(loss)(theta).mean()
 
     def neg_entropy_natural_gradient(self, lam: Params) -> Params:

@@ -12,15 +12,18 @@ choice of estimator: :class:`Newton` (Eq 36-37, exact Hessian diagonal), :class:
 :class:`VON` (Eq 46 with the reparameterisation Hessian from one backward: Adam's cost).
 :class:`BayesBiNN` and :class:`STE` (Sec 4.5, Eq 48-52) are the {-1, +1} Bernoulli's step
 ``families.sign_bernoulli.bayesbinn_update_`` with the relaxed estimator or the delta method.
+``dropout=pi1`` gives each of the Gaussian ones dropout (Eq 42-43), and
+``dropout=ConcreteDropout(pi1)`` learns pi1 per parameter group (end of Sec 4.3).
 """
 
 from blrlib.optim._base import BLROptimizer, HessianEstimate, predict
+from blrlib.optim._concrete import ConcreteDropout
 from blrlib.optim.bayesbinn import STE, BayesBiNN
 from blrlib.optim.newton import AdamLike, Newton
 from blrlib.optim.ogn import OGN, VOGN
 from blrlib.optim.von import VON
 
 __all__ = [
-    "OGN", "STE", "VOGN", "VON", "AdamLike", "BLROptimizer", "BayesBiNN", "HessianEstimate",
-    "Newton", "predict",
+    "OGN", "STE", "VOGN", "VON", "AdamLike", "BLROptimizer", "BayesBiNN", "ConcreteDropout",
+    "HessianEstimate", "Newton", "predict",
 ]  # fmt: skip

@@ -17,7 +17,8 @@ slab of Eq 41 per input unit (column j of a weight matrix, Eq 39): ``sampled_par
 multiplies column j by z_j ~ Bernoulli(pi1), unscaled, and :meth:`step` uses z g / pi1 and
 z h_hat / pi1, the dropout estimator of Eq 84 with Eq 85-86, so that the step is Eq 42-43 with
 the optimizer's diagonal S (Newton, RMSprop/Adam, OGN, VON with dropout). See
-``blrlib.estimators.dropout_grad_hess`` and tests/test_estimators_dropout.py.
+``blrlib.estimators.dropout_grad_hess`` and tests/test_estimators_dropout.py. With
+``dropout = ConcreteDropout(pi1)`` a group learns its pi1 through relaxed masks (``_concrete``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from blrlib._checks import positive_float
 from blrlib.estimators import Estimator, parse_option
 from blrlib.families.diag_gaussian import Momentum, blr_update_
 from blrlib.families.spike_slab import check_pi1
-from blrlib.optim import _curvature
+from blrlib.optim import _concrete, _curvature
 
 __all__ = ["BLROptimizer", "HessianEstimate", "predict"]
 
@@ -86,7 +87,8 @@ class BLROptimizer(torch.optim.Optimizer):
             needed by :meth:`backward` (``gauss_newton`` and ``autograd``).
         generator: random generator for the draws (and the dropout masks).
         dropout: pi1, the probability of keeping a unit, in (0, 1]; 1 (the default) is no
-            dropout and gives exactly the iterates without it. A group may override it.
+            dropout and gives exactly the iterates without it; or a :class:`ConcreteDropout`,
+            which learns pi1 (per group: a group may override it).
 
     Raises:
         ValueError, TypeError: a setting outside its range, naming it.
@@ -112,10 +114,11 @@ class BLROptimizer(torch.optim.Optimizer):
         model: nn.Module | None = None,
         loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
         generator: torch.Generator | None = None,
-        dropout: float = 1.0,
+        dropout: float | _concrete.ConcreteDropout = 1.0,
     ) -> None:
         positive_float(n_data, "n_data")
-        check_pi1(dropout, "dropout")
+        if not isinstance(dropout, _concrete.ConcreteDropout):
+            check_pi1(dropout, "dropout")
         positive_float(lr, "lr")
         if _number(beta, "beta", 0.0, 1.0, closed=True) == 0:
             raise ValueError("beta must be in (0, 1]; got 0")
@@ -140,8 +143,10 @@ class BLROptimizer(torch.optim.Optimizer):
         )  # fmt: skip
         super().__init__(params, defaults)
         for group in self.param_groups:
+            _concrete.setup(group)
             check_pi1(group["dropout"], "dropout")
         self._masks: dict[Tensor, Tensor] = {}  # z (broadcastable) of the last training draw
+        self._premask: dict[Tensor, Tensor] = {}  # theta before relaxed masks (learned pi1)
         self._noise: dict[Tensor, tuple[Tensor, Tensor]] = {}  # theta - m and s of the draw
         self._hess_hat: dict[Tensor, Tensor] = {}  # from backward() (gauss_newton, autograd)
         self._scratch: dict[tuple[Any, ...], Any] = {}  # buffers reused by sampled_params
@@ -208,6 +213,7 @@ class BLROptimizer(torch.optim.Optimizer):
                 if train:
                     self._noise.clear()
                     self._masks.clear()
+                    self._premask.clear()
                 for group in self.param_groups:
                     ps = [p for p in group["params"] if p.requires_grad]
                     if not ps:
@@ -260,12 +266,20 @@ class BLROptimizer(torch.optim.Optimizer):
         """theta <- z * theta per input unit (dim 1) of each weight tensor, z ~ Bernoulli(pi1).
 
         The masks are unscaled (Eq 39): the weights are the slab's, not torch's pi1-scaled ones.
+        A group that learns pi1 trains with relaxed masks z~ in (0, 1) instead (``_concrete``).
         """
+        learn = _concrete.learned(group) if train else None
         for p in ps:
             if p.dim() < 2:
                 continue  # biases belong to no unit (Eq 39 has no offset): never dropped
-            z = torch.empty(p.shape[1], dtype=p.dtype, device=p.device)
-            z.bernoulli_(group["dropout"], generator=self.generator)
+            if learn is not None:
+                z = _concrete.relaxed_masks(group["dropout_logit"], p.shape[1], learn.temperature,
+                                            generator=self.generator, dtype=p.dtype,
+                                            device=p.device)  # fmt: skip
+                self._premask[p] = p.clone()
+            else:
+                z = torch.empty(p.shape[1], dtype=p.dtype, device=p.device)
+                z.bernoulli_(group["dropout"], generator=self.generator)
             z = z.view(1, -1, *([1] * (p.dim() - 2)))
             p.mul_(z)
             if train:
@@ -325,11 +339,16 @@ class BLROptimizer(torch.optim.Optimizer):
             raise ValueError("grad: a gradient or Hessian estimate is NaN or inf; nothing changed")
         for group in self.param_groups:
             ps = [p for g, p in pairs if g is group]
-            if ps:
+            if ps and _concrete.learned(group) is not None:  # pi1's step, after the means'
+                new_pi1 = _concrete.logit_step(group, ps, self._masks, self._premask)
+                self._group_step(group, ps)
+                group.update(new_pi1)
+            elif ps:
                 self._group_step(group, ps)
         self._noise.clear()
         self._hess_hat.clear()
         self._masks.clear()
+        self._premask.clear()
         return loss
 
     def _group_step(self, group: dict[str, Any], ps: list[Tensor]) -> None:

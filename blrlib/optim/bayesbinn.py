@@ -27,7 +27,12 @@ from torch import Tensor
 
 from blrlib._checks import positive_float
 from blrlib.estimators import Estimator, parse_option
-from blrlib.families.sign_bernoulli import bayesbinn_update_, logistic_noise, relaxed_scale
+from blrlib.families.sign_bernoulli import (
+    bayesbinn_update_,
+    concrete,
+    logistic_noise,
+    relaxed_scale,
+)
 from blrlib.optim._base import BLROptimizer, HessianEstimate, _number
 
 __all__ = ["STE", "BayesBiNN"]
@@ -70,6 +75,7 @@ class _SignBLR(BLROptimizer):
         self._noise: dict[Tensor, tuple[Tensor]] = {}
         self._hess_hat: dict[Tensor, Tensor] = {}
         self._masks: dict[Tensor, Tensor] = {}  # no dropout for binary weights: always empty
+        self._premask: dict[Tensor, Tensor] = {}
         defaults = dict(lr=lr, n_data=n_data, tau=tau, beta=beta)
         torch.optim.Optimizer.__init__(self, params, defaults)
         self.set_prior(prior)
@@ -179,7 +185,7 @@ class _SignBLR(BLROptimizer):
             deltas = [d.view_as(p) for d, p in zip(flat, ps, strict=True)]
             self._noise.update((p, (d,)) for p, d in zip(ps, deltas, strict=True))
             tau = group["tau"]
-            return [torch.tanh((lam + d) / tau) for lam, d in zip(lams, deltas, strict=True)]
+            return [concrete(lam, d, tau) for lam, d in zip(lams, deltas, strict=True)]
 
         with self._swap(make):
             yield

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from blrlib.families.diag_gaussian import Momentum
 from blrlib.optim._base import BLROptimizer, HessianEstimate, _number
+from blrlib.optim._concrete import ConcreteDropout
 
 __all__ = ["AdamLike", "Newton"]
 
@@ -47,7 +48,7 @@ class Newton(BLROptimizer):
         hess_init: float = 1.0,
         model: nn.Module | None = None,
         loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
-        dropout: float = 1.0,
+        dropout: float | ConcreteDropout = 1.0,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(
@@ -84,7 +85,7 @@ class AdamLike(BLROptimizer):
         eps: float = 1e-8,
         prior_prec: float = 1.0,
         bias_correction: bool = True,
-        dropout: float = 1.0,
+        dropout: float | ConcreteDropout = 1.0,
         generator: torch.Generator | None = None,
     ) -> None:
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from blrlib.optim._base import BLROptimizer
+from blrlib.optim._concrete import ConcreteDropout
 
 __all__ = ["OGN", "VOGN"]
 
@@ -48,7 +49,7 @@ class OGN(BLROptimizer):
         gamma: float = 0.0,
         prior_prec: float = 1.0,
         hess_init: float = 0.0,
-        dropout: float = 1.0,
+        dropout: float | ConcreteDropout = 1.0,
         generator: torch.Generator | None = None,
     ) -> None:
         if model is None or loss_fn is None:

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from blrlib.optim._base import BLROptimizer
+from blrlib.optim._concrete import ConcreteDropout
 
 __all__ = ["VON"]
 
@@ -50,7 +51,7 @@ class VON(BLROptimizer):
         hess_init: float = 1.0,
         positive: bool = True,
         generator: torch.Generator | None = None,
-        dropout: float = 1.0,
+        dropout: float | ConcreteDropout = 1.0,
     ) -> None:
         if isinstance(hess_init, (int, float)) and not isinstance(hess_init, bool):
             if hess_init <= 0:
