@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from blrlib import data, families, infer, metrics, optim
 from blrlib import dropout as approx
 from blrlib.experiments._registry import Scale, register
+from blrlib.experiments.deep import _mlp
 from blrlib.infer import mcmc, predictive
 
 __all__ = [
@@ -59,15 +60,6 @@ def dropout_approximations(*, scale: Scale, device: torch.device, seed: int = 0)
             )
             rows.append({"m": m, "s0": s0, **approx.approximation_cost(q, lam, loss, rho=0.5)})
     return {"slab_sd": 0.5, "pi1": 0.8, "rows": rows}
-
-
-def _mlp(sizes: list[int], device: torch.device, p_drop: float = 0.0) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        layers.append(nn.Linear(a, b, dtype=F64, device=device))
-        if i < len(sizes) - 2:
-            layers += [nn.ReLU()] + ([nn.Dropout(p_drop)] if p_drop > 0 else [])
-    return nn.Sequential(*layers)
 
 
 def _train_blr(net, opt, X, y, per_example, n_steps):
