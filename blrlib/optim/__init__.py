@@ -16,11 +16,12 @@ choice of estimator: :class:`Newton` (Eq 36-37, exact Hessian diagonal), :class:
 ``dropout=ConcreteDropout(pi1)`` learns pi1 per parameter group (end of Sec 4.3).
 """
 
-from blrlib.optim._base import BLROptimizer, HessianEstimate, predict
+from blrlib.optim._base import BLROptimizer, HessianEstimate
 from blrlib.optim._concrete import ConcreteDropout
 from blrlib.optim.bayesbinn import STE, BayesBiNN
 from blrlib.optim.newton import AdamLike, Newton
 from blrlib.optim.ogn import OGN, VOGN
+from blrlib.optim.predictive import predict
 from blrlib.optim.von import VON
 
 __all__ = [

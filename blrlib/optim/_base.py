@@ -38,7 +38,7 @@ from blrlib.families.diag_gaussian import Momentum, blr_update_
 from blrlib.families.spike_slab import check_pi1
 from blrlib.optim import _concrete, _curvature
 
-__all__ = ["BLROptimizer", "HessianEstimate", "predict"]
+__all__ = ["BLROptimizer", "HessianEstimate"]
 
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 
@@ -392,33 +392,3 @@ class BLROptimizer(torch.optim.Optimizer):
         )  # fmt: skip
         if low:
             torch._foreach_copy_(ps, means)
-
-
-@torch.no_grad()
-def predict(model: nn.Module, opt: BLROptimizer, x: Tensor, n_samples: int = 32) -> Tensor:
-    """The predictive (1/S) sum_s softmax(f(x; theta_s)), theta_s ~ q: probabilities, not logits.
-
-    A single output column is read as a Bernoulli logit (sigmoid). With ``n_samples=0`` the
-    prediction is at the mode (the mean for a Gaussian, sign(lam) for BayesBiNN).
-
-    Raises:
-        TypeError, ValueError: ``n_samples`` is not a non-negative int.
-    """
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 0:
-        raise ValueError(f"n_samples must be a non-negative int; got {n_samples!r}")
-    if not isinstance(opt, BLROptimizer):
-        raise TypeError(f"opt must be a blrlib.optim optimizer; got {type(opt).__name__}")
-
-    def probs() -> Tensor:
-        f = model(x)
-        return torch.sigmoid(f) if f.shape[-1] == 1 else torch.softmax(f, dim=-1)
-
-    if n_samples == 0:
-        with opt.mode_params():
-            return probs()
-    total = None
-    for _ in range(n_samples):
-        with opt.sampled_params(train=False):
-            p = probs()
-        total = p if total is None else total + p
-    return total / n_samples
