@@ -7,8 +7,9 @@
     m, cov = q.mean_cov(lam)
 
 Modules: ``families`` (candidates q and their two parametrisations, the spike and slab of
-dropout included), ``blr`` (the rule, Eq 3-6), ``estimators`` (natural-gradient estimators,
-dropout's Eq 84 among them), ``infer`` (MAP, Laplace, VI, HMC, MC dropout, Kalman/RTS), ``optim``
+dropout and the mixture with learned weights included), ``blr`` (the rule, Eq 3-6),
+``estimators`` (natural-gradient estimators, dropout's Eq 84 among them), ``infer`` (MAP,
+Laplace, VI, HMC, MC dropout, Kalman/RTS), ``optim``
 (BLR optimizers for networks: Newton, AdamLike, OGN, VOGN, VON, each with a ``dropout`` option,
 pi1 fixed or learned by ``ConcreteDropout``; BayesBiNN, STE; ``bench`` times them), ``dropout``
 (the exact spike-and-slab step and the cost of

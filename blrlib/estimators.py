@@ -163,7 +163,8 @@ def expected_grad_hess(
     hessian_method: Hessian | str = Hessian.AUTOGRAD,
     n_samples: int = 1,
     generator: torch.Generator | None = None,
-) -> tuple[Tensor, Tensor | None]:
+    with_values: bool = False,
+) -> tuple[Tensor, ...]:
     """Estimate E_q[grad loss] and E_q[Hessian loss] for a Gaussian family (Bonnet and Price).
 
     Implements App C (delta method: both expectations at the mean) and App D (Monte Carlo over
@@ -178,10 +179,13 @@ def expected_grad_hess(
         hessian_method: how the Hessian expectation is formed (second-order families only).
         n_samples: Monte Carlo draws per component.
         generator: random generator for the draws.
+        with_values: also return E_q[loss] (per component for a mixture), which a mixture with
+            learned weights needs.
 
     Returns:
         (grad, hess): grad of shape (P,) or (K, P); hess of shape (P,), (P, P), (K, P, P), or
-        None for first-order families.
+        None for first-order families; with ``with_values``, (grad, hess, values) with values of
+        shape () or (K,).
 
     Raises:
         ValueError: if the loss or its gradient is not finite, an option is unknown, or
@@ -238,6 +242,9 @@ def expected_grad_hess(
         if not components:
             hess = hess.squeeze(0)
     grad = grads.mean(1)
+    if with_values:
+        value = values.reshape(thetas.shape[:2]).mean(1)
+        return (grad, hess, value) if components else (grad.squeeze(0), hess, value.squeeze(0))
     return (grad if components else grad.squeeze(0)), hess
 
 
@@ -371,7 +378,8 @@ def natural_gradient(
                 f"estimator: {estimator.value!r} is defined for Gaussian families only; "
                 f"use estimator='exact' for {type(family).__name__}"
             )
-        grad, hess = expected_grad_hess(
+        needs_values = getattr(family, "surrogate_needs_values", False)  # learned mixture weights
+        stats = expected_grad_hess(
             family,
             lam,
             loss,
@@ -379,6 +387,7 @@ def natural_gradient(
             hessian_method=hessian_method,
             n_samples=n_samples,
             generator=generator,
+            with_values=needs_values,
         )
-        value = family.expected_loss_surrogate(mu, grad, hess)
+        value = family.expected_loss_surrogate(mu, *stats)
     return torch.autograd.grad(value, mu)

@@ -4,6 +4,7 @@
     rec = experiments.run("vi_svi", scale="ci")            # ELBO vs passes, VMP and SVI
     rec = experiments.run("vi_logistic", scale="ci")       # NC-VI vs exact VI, Laplace, HMC
     rec = experiments.run("vi_gp", scale="ci")             # GP classification vs sklearn, HMC
+    rec = experiments.run("vi_mixture", scale="ci")        # mixture vs one Gaussian, bimodal
 
 Each returns plain lists and floats (JSON). At full scale: more data, all features, longer
 HMC chains and more seeds.
@@ -11,19 +12,32 @@ HMC chains and more seeds.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from blrlib import data, infer, metrics, ncvi, vmp
+from blrlib import blr, data, infer, metrics, ncvi, vmp
 from blrlib import linear_gaussian as lg
 from blrlib.experiments._registry import Scale, register
 from blrlib.experiments.conjugate_em import gmm_blobs
-from blrlib.families import Gaussian
+from blrlib.families import ExponentialFamily, Gaussian, LearnedGaussianMixture, Params
 from blrlib.infer import mcmc
+from blrlib.landscapes import grid_posterior
 
-__all__ = ["gp_problem", "logistic_problem", "vi_gp", "vi_logistic", "vi_svi"]
+__all__ = [
+    "SignModel",
+    "fit_sign_model",
+    "gp_problem",
+    "logistic_problem",
+    "mc_elbo",
+    "vi_gp",
+    "vi_logistic",
+    "vi_mixture",
+    "vi_svi",
+]
 
 F64 = torch.float64
 
@@ -198,3 +212,147 @@ def vi_gp(*, scale: Scale, device: torch.device, seed: int = 0) -> dict[str, Any
             "y": y.tolist(),
         }
     return out
+
+
+@dataclass(frozen=True)
+class SignModel:
+    """Intensities fix |theta|, one noisy probe tilts its sign: a bimodal 1-D posterior.
+
+    y_i ~ N(theta^2, sigma^2) for i = 1..n (intensities), u ~ N(theta, tau^2) (one linear
+    probe), theta ~ N(0, s0^2). Calling the model gives -log p(y, u, theta) with every constant,
+    so that exp(-loss) integrates to the evidence p(y, u); theta has shape (..., 1).
+    """
+
+    y: Tensor
+    u: float
+    sigma: float = 1.0
+    tau: float = 2.0
+    prior_scale: float = 2.0
+
+    @classmethod
+    def generate(cls, n: int = 8, *, theta: float = 1.0, seed: int = 5) -> SignModel:
+        """n intensities and one probe reading from the model at ``theta`` (seeded)."""
+        gen = torch.Generator().manual_seed(seed)
+        y = theta**2 + torch.randn(n, generator=gen, dtype=F64)
+        return cls(y, theta + 2.0 * float(torch.randn(1, generator=gen, dtype=F64)))
+
+    def __call__(self, theta: Tensor) -> Tensor:
+        t = theta[..., 0]
+        nll = 0.5 * ((self.y - t.unsqueeze(-1) ** 2) / self.sigma).pow(2).sum(-1)
+        nll = nll + 0.5 * ((self.u - t) / self.tau) ** 2 + 0.5 * (t / self.prior_scale) ** 2
+        consts = len(self.y) * math.log(self.sigma) + math.log(self.tau * self.prior_scale)
+        return nll + 0.5 * (len(self.y) + 2) * math.log(2 * math.pi) + consts
+
+
+def mc_elbo(
+    family: ExponentialFamily,
+    lam: Params,
+    loss,
+    *,
+    n_samples: int,
+    generator: torch.Generator,
+) -> tuple[float, float]:
+    """ELBO = E_q[-loss - log q] by Monte Carlo (Eq 2 with the sign flipped) and its std error."""
+    theta = family.sample(lam, n_samples, generator=generator)
+    values = -(loss(theta) + family.log_prob(lam, theta))
+    return float(values.mean()), float(values.std() / n_samples**0.5)
+
+
+def fit_sign_model(
+    model: SignModel, *, n_steps: int, generator: torch.Generator
+) -> dict[str, tuple[ExponentialFamily, Params]]:
+    """The BLR with a single Gaussian and with a two-component mixture with learned weights."""
+    one = Gaussian(1, dtype=F64)
+    mix = LearnedGaussianMixture(2, 1, dtype=F64)
+    starts = {
+        "gaussian": (one, one.natural_from_moments(torch.zeros(1, dtype=F64), torch.eye(1))),
+        "mixture": (
+            mix,
+            mix.natural_from_moments(
+                torch.tensor([[-0.5], [0.5]], dtype=F64), torch.ones(2, 1, 1, dtype=F64), [0.5, 0.5]
+            ),
+        ),
+    }
+    out = {}
+    for name, (family, lam) in starts.items():
+        # Price's theorem by Stein's lemma (hessian="reparam", as in VON): no second derivatives
+        lam = blr.run(
+            family, lam, model, rho=0.1, n_steps=n_steps, estimator="mc", n_samples=16,
+            hessian="reparam", generator=generator,
+        )[-1]  # fmt: skip
+        out[name] = (family, lam)
+    return out
+
+
+def _predictive(fam: ExponentialFamily, lam: Params, u: Tensor, tau: float) -> Tensor:
+    """p(u* | data) = sum_k pi_k N(u* | m_k, v_k + tau^2) for a Gaussian or a mixture q."""
+    mean, cov = fam.mean_cov(lam)
+    mean, var = mean.reshape(-1), cov.reshape(-1)
+    pi = fam.weights_of(lam) if isinstance(fam, LearnedGaussianMixture) else mean.new_ones(1)
+    dist = torch.distributions.Normal(mean, (var + tau**2).sqrt())
+    return (pi * dist.log_prob(u.unsqueeze(-1)).exp()).sum(-1)
+
+
+@register
+def vi_mixture(*, scale: Scale, device: torch.device, seed: int = 0) -> dict[str, Any]:
+    """Table 1 "(New)": a learned-weight mixture vs one Gaussian on a bimodal posterior."""
+    ci = scale is Scale.CI
+    gen = torch.Generator().manual_seed(seed)
+    model = SignModel.generate()
+    grid, exact, log_z = grid_posterior(model, -4.0, 4.0)
+    fits = fit_sign_model(model, n_steps=150 if ci else 600, generator=gen)
+    n_chains = 32 if ci else 128  # many chains, started across both modes, which they cross
+    idata = mcmc.hmc(
+        lambda t: -model(t),
+        torch.linspace(-1.5, 1.5, n_chains, dtype=F64)[:, None],
+        n_samples=300 if ci else 5000,
+        n_warmup=150 if ci else 1000,
+        n_leapfrog=6,
+        generator=gen,
+    )
+    draws, diag = mcmc.draws(idata), mcmc.diagnostics(idata)
+    tau_star, u_grid = 0.5, torch.linspace(-3.0, 3.0, 121, dtype=F64)
+
+    def hmc_pred(u: Tensor) -> Tensor:
+        return torch.distributions.Normal(draws[:, 0], tau_star).log_prob(u[:, None]).exp().mean(1)
+
+    def exact_pred(u: Tensor) -> Tensor:
+        dens = torch.distributions.Normal(grid, tau_star).log_prob(u[:, None]).exp() * exact
+        return torch.trapezoid(dens, grid, dim=-1)
+
+    pred = {"hmc": hmc_pred(u_grid), "exact": exact_pred(u_grid)}
+    table: dict[str, dict[str, float]] = {}
+    for name, (fam, lam) in fits.items():
+        pred[name] = _predictive(fam, lam, u_grid, tau_star)
+        elbo, se = mc_elbo(fam, lam, model, n_samples=20_000 if ci else 200_000, generator=gen)
+        density = fam.log_prob(lam, grid[:, None]).exp()
+        table[name] = {
+            "elbo": elbo,
+            "elbo_se": se,
+            "kl": log_z - elbo,
+            "mass_positive": float(torch.trapezoid(density * (grid > 0), grid)),
+            "tv_exact": 0.5 * float(torch.trapezoid((density - exact).abs(), grid)),
+        }
+    for name in ("hmc", "exact"):
+        table[name] = {}
+    table["hmc"]["mass_positive"] = float((draws > 0).double().mean())
+    table["exact"]["mass_positive"] = float(torch.trapezoid(exact * (grid > 0), grid))
+    for name, p in pred.items():
+        table[name]["pred_error_hmc"] = float((p - pred["hmc"]).abs().max())
+        table[name]["pred_error_exact"] = float((p - pred["exact"]).abs().max())
+    fam, lam = fits["mixture"]
+    densities = {k: f.log_prob(q, grid[:, None]).exp().tolist() for k, (f, q) in fits.items()}
+    return {
+        "table": table,
+        "log_evidence": log_z,
+        "hmc": diag,
+        "mixture_means": fam.mean_cov(lam)[0].reshape(-1).tolist(),
+        "mixture_weights": fam.weights_of(lam).tolist(),
+        "gaussian_mean": fits["gaussian"][0].mean_cov(fits["gaussian"][1])[0].tolist(),
+        "grid": grid[::20].tolist(),
+        "exact": exact[::20].tolist(),
+        "densities": {k: v[::20] for k, v in densities.items()},
+        "hmc_draws": draws[:, 0].tolist(),
+        "u_grid": u_grid.tolist(),
+        "predictive": {k: v.tolist() for k, v in pred.items()},
+    }

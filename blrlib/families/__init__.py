@@ -12,7 +12,8 @@ of the negative entropy used by the BLR (App B).
 Beta, Gamma, Dirichlet, Normal-Gamma and Normal-Wishart are the conjugate families of Sec 5.1,
 and the categorical family is the E-step family of EM (Sec 5.2). ``SignBernoulli`` is the
 {-1, +1} family of binary networks, with its Concrete relaxation (Sec 4.5), and ``SpikeSlab``
-is dropout's candidate (Sec 4.3, Eq 41).
+is dropout's candidate (Sec 4.3, Eq 41). ``LearnedGaussianMixture`` is the mixture candidate
+with learned weights (Lin et al. 2019), Table 1's non-conjugate VI "(New)" row (Sec 5.4).
 """
 
 from blrlib.families._base import ExponentialFamily, Order, Params
@@ -25,6 +26,7 @@ from blrlib.families.fixed_gaussian import FixedCovGaussian
 from blrlib.families.gamma import Gamma
 from blrlib.families.gaussian import Gaussian
 from blrlib.families.mixture import GaussianMixture
+from blrlib.families.mixture_weights import LearnedGaussianMixture
 from blrlib.families.normal_gamma import NormalGamma
 from blrlib.families.normal_wishart import NormalWishart
 from blrlib.families.sign_bernoulli import SignBernoulli, bayesbinn_update_
@@ -41,6 +43,7 @@ __all__ = [
     "Gamma",
     "Gaussian",
     "GaussianMixture",
+    "LearnedGaussianMixture",
     "Momentum",
     "NormalGamma",
     "NormalWishart",
