@@ -7,7 +7,7 @@
                                   eps=0.01, n_steps=2000, burn_in=1000)
     chains.samples.shape, chains.average.shape         # (1000, 1000, 2) and (1000, 2)
 
-Every sampler is one iteration (Mandt, Hoffman & Blei 2017, Sections 3-6),
+Every sampler is one iteration (Mandt, Hoffman & Blei 2017),
     v <- mu v - K g_S(theta) + xi,   theta <- theta + v,   xi ~ N(0, Q),
 with g_S the gradient of the minibatch-mean loss (S examples drawn with replacement):
 constant SGD (K = eps H, Q = 0), SGLD (K = eps H, Q = 2 eps H / N) and SGFS (K, Q from
@@ -145,7 +145,7 @@ def run_chains(
     """Run K independent chains of constant SGD, SGLD or SGFS, vectorised.
 
     Implements the iteration in the module docstring. The Averaged Stochastic Gradient Sampler
-    of Mandt et al. (2017, Section 6) is ``window`` of about N / S: each sample is then the
+    of Mandt et al. (2017) is ``window`` of about N / S: each sample is then the
     average of one epoch of constant-SGD iterates.
 
     Args:

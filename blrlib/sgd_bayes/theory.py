@@ -147,7 +147,7 @@ def stationary_covariance(
     continuous-time Lyapunov equation
         (K' A) Sigma + Sigma (K' A)^T = K' C K'^T / S + Q / (1 - mu)^2,   K' = K / (1 - mu),
     where momentum only rescales the step (the effective learning rate eps / (1 - mu) of their
-    Section 4.3). With ``discrete=True``, the exact stationary covariance of the iteration
+    momentum analysis). With ``discrete=True``, the exact stationary covariance of the iteration
     itself: the discrete Lyapunov equation of the state (theta, v), whose theta block is
         Sigma = (I - K A) Sigma (I - K A)^T + K C K^T / S + Q   when mu = 0;
     the two differ by a relative O(eps lambda_max(H A) / (1 - mu)).
@@ -222,7 +222,8 @@ def sgld_noise(preconditioner: Tensor, *, eps: float, n_data: int) -> Tensor:
     """Injected noise Q = 2 eps H / N of (preconditioned) SGLD on the mean loss.
 
     Langevin dynamics for the posterior exp(-N L(theta)) discretised with step eps H
-    (Welling & Teh 2011; Mandt et al. 2017, Section 5): theta <- theta - eps H g_S + xi,
+    (Welling & Teh 2011; Mandt et al. 2017, their SG-MCMC analysis):
+    theta <- theta - eps H g_S + xi,
     xi ~ N(0, 2 eps H / N). With exact gradients and eps -> 0 its stationary distribution is
     the posterior; at finite eps the minibatch noise adds the constant-SGD covariance
     (Lyapunov: Sigma = (N A)^-1 + Sigma_SGD(eps) when H = I).
@@ -249,7 +250,7 @@ def sgfs_step(
         xi ~ N(0, Q),   Q = (K / N) (4 B / eps) (K / N),
     with I_hat the empirical Fisher (the single-example gradient covariance C). As eps -> inf
     the noise vanishes and K -> (2 S / (N + S)) I_hat^-1: preconditioned constant SGD close to
-    Mandt et al.'s optimal preconditioner eps H* = (2 S / N) C^-1 (their Section 5.2).
+    Mandt et al.'s optimal preconditioner eps H* = (2 S / N) C^-1 (their SGFS analysis).
 
     Args:
         fisher: I_hat, (P, P) symmetric positive definite.
@@ -277,7 +278,7 @@ def sgfs_step(
 def polyak_covariance(A: Tensor, C: Tensor, *, batch_size: int, n_steps: int) -> Tensor:
     """Covariance of the average of T stationary constant-SGD iterates, for large T.
 
-    Mandt et al. (2017), Section 6: the average theta_bar_T = (1/T) sum_t theta_t has
+    Mandt et al. (2017), on Polyak averaging: the average theta_bar_T = (1/T) sum_t theta_t has
     Cov = A^-1 C A^-1 / (T S) + O(1 / (eps T^2)), whatever the learning rate eps: the
     Cramer-Rao-optimal rate of Polyak & Juditsky (1992). It equals the posterior (N A)^-1 when
     T S = N and C = A (the model's Fisher equals its Hessian), which motivates averaging over
@@ -305,7 +306,7 @@ def gaussian_kl(mean_q: Tensor, cov_q: Tensor, mean_p: Tensor, cov_p: Tensor) ->
     """KL(q || p) between Gaussians q = N(mean_q, cov_q) and p = N(mean_p, cov_p).
 
     KL = 1/2 [tr(cov_p^-1 cov_q) + d^T cov_p^-1 d - P + log det cov_p - log det cov_q],
-    d = mean_p - mean_q; Mandt et al. (2017), Section 4, minimise it with q the SGD
+    d = mean_p - mean_q; Mandt et al. (2017) minimise it with q the SGD
     stationary distribution and p the approximate posterior.
 
     Args:

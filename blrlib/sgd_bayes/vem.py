@@ -1,4 +1,4 @@
-"""Variational EM with constant SGD: learning a prior precision (Mandt et al. 2017, Section 4.4).
+"""Variational EM with constant SGD: learning a prior precision (Mandt et al. 2017).
 
     from blrlib import sgd_bayes
     alphas = sgd_bayes.vem_prior_precision(X, y, noise_precision=1.0, alpha0=1.0,
