@@ -17,6 +17,7 @@ from blrlib.experiments import (
     optimisers,
     primer,
     sgd,
+    sgd_posterior,
     vi,
 )
 from blrlib.experiments._registry import (
@@ -45,5 +46,6 @@ __all__ = [
     "register",
     "run",
     "sgd",
+    "sgd_posterior",
     "vi",
 ]
