@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from blrlib._checks import count, positive_float
+from blrlib.families import _gaussian_math as gm
 
 __all__ = [
     "gaussian_kl",
@@ -44,9 +45,7 @@ def _square(M: object, name: str) -> Tensor:
         raise ValueError(f"{name}: expected a square (P, P) matrix; got {tuple(M.shape)}")
     if not torch.isfinite(M).all():
         raise ValueError(f"{name}: must be finite")
-    scale = float(M.abs().max()) or 1.0
-    if not torch.allclose(M, M.T, rtol=0, atol=1e-10 * scale):
-        raise ValueError(f"{name}: must be symmetric")
+    gm.check_symmetric(M, name)
     return M
 
 
