@@ -1,4 +1,4 @@
-"""Each chapter's experiments, at ci scale (CPU, seconds) or full scale (GPU).
+"""Each chapter's experiments at three scales: ci (seconds), full (a 2-core CPU), gpu.
 
     from blrlib import experiments
     record = experiments.run("fig1_wall", scale="ci")
@@ -16,6 +16,7 @@ from blrlib.experiments import (
     minima,
     optimisers,
     primer,
+    protocol,
     sgd,
     sgd_posterior,
     vi,
@@ -43,6 +44,7 @@ __all__ = [
     "minima",
     "optimisers",
     "primer",
+    "protocol",
     "register",
     "run",
     "sgd",

@@ -12,9 +12,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m blrlib.experiments", description=__doc__)
     parser.add_argument("name", nargs="?", help="experiment to run")
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
-    parser.add_argument("--scale", choices=["ci", "full"], default="full")
+    parser.add_argument("--scale", choices=["ci", "full", "gpu"], default="full")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if any)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-seeds", type=int, default=None, help="override the seed count")
     parser.add_argument("--out-dir", default=str(RESULTS_DIR))
     args = parser.parse_args(argv)
     if args.list or args.name is None:
@@ -23,8 +24,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name}: {summary}")
         return
     record = run(
-        args.name, scale=args.scale, device=args.device, seed=args.seed, out_dir=args.out_dir
-    )
+        args.name, scale=args.scale, device=args.device, seed=args.seed, n_seeds=args.n_seeds,
+        out_dir=args.out_dir,
+    )  # fmt: skip
     print(json.dumps(record["manifest"], indent=1))
 
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import json
 import subprocess
 import time
 from collections.abc import Callable
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from blrlib import _checks
+from blrlib.experiments.protocol import Scale, as_scale
 
 __all__ = ["EXPERIMENTS", "Scale", "default_device", "load", "register", "run"]
 
@@ -20,18 +23,11 @@ EXPERIMENTS: dict[str, Experiment] = {}
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "results"
 
 
-class Scale(str, Enum):
-    """``ci``: CPU, seconds, what the book build and nbval run; ``full``: GPU-sized."""
-
-    CI = "ci"
-    FULL = "full"
-
-
 def register(fn: Experiment) -> Experiment:
     """Add ``fn`` to the registry under its function name.
 
-    An experiment takes ``scale``, ``device`` and ``seed`` keyword arguments and returns a
-    JSON-serialisable dict.
+    An experiment takes ``scale``, ``device`` and ``seed`` keyword arguments (and
+    ``n_seeds``, if it runs over seeds) and returns a JSON-serialisable dict.
     """
     if fn.__name__ in EXPERIMENTS:
         raise ValueError(f"an experiment named {fn.__name__!r} is already registered")
@@ -70,30 +66,38 @@ def run(
     scale: Scale | str = Scale.CI,
     device: torch.device | str | None = None,
     seed: int = 0,
+    n_seeds: int | None = None,
     out_dir: Path | str | None = None,
 ) -> dict[str, Any]:
     """Run a registered experiment and return ``{"manifest": ..., "result": ...}``.
 
     Args:
         name: the experiment's registered name (``python -m blrlib.experiments --list``).
-        scale: ``"ci"`` or ``"full"``.
+        scale: ``"ci"``, ``"full"`` or ``"gpu"``.
         device: where to run; CUDA when available by default.
         seed: the base seed; the experiment derives any others from it.
+        n_seeds: how many seeds to run, overriding the experiment's count for ``scale``
+            (only for experiments that run over seeds).
         out_dir: if given, also write ``out_dir/NAME.json``.
 
     Raises:
-        ValueError: unknown ``name`` or ``scale``.
+        ValueError: unknown ``name`` or ``scale``; ``n_seeds`` below 1, or given to an
+            experiment that does not run over seeds.
     """
     if name not in EXPERIMENTS:
         raise ValueError(f"name must be one of {sorted(EXPERIMENTS)}; got {name!r}")
-    try:
-        scale = Scale(scale)
-    except ValueError:
-        raise ValueError(f"scale must be 'ci' or 'full'; got {scale!r}") from None
+    scale = as_scale(scale)
+    fn = EXPERIMENTS[name]
+    options: dict[str, Any] = {}
+    if n_seeds is not None:
+        _checks.count(n_seeds, "n_seeds")
+        if "n_seeds" not in inspect.signature(fn).parameters:
+            raise ValueError(f"n_seeds: experiment {name!r} does not run over seeds")
+        options["n_seeds"] = n_seeds
     device = torch.device(device) if device is not None else default_device()
     start = time.perf_counter()
     torch.manual_seed(seed)  # for any draw an experiment does not route through its generator
-    result = EXPERIMENTS[name](scale=scale, device=device, seed=seed)
+    result = fn(scale=scale, device=device, seed=seed, **options)
     manifest = {
         "experiment": name,
         "scale": scale.value,
@@ -102,6 +106,7 @@ def run(
         "torch_version": torch.__version__,
         "device": _device_name(device),
         "seed": seed,
+        "n_seeds": n_seeds,
         "wall_time_s": round(time.perf_counter() - start, 3),
     }
     record = {"manifest": manifest, "result": result}

@@ -191,7 +191,7 @@ def optim_digits(*, scale: Scale, device: torch.device, seed: int = 0) -> dict[s
     At ci scale Adam, SGD and VON run on 3 seeds (a split and an initialisation each) and the
     slower VOGN, MC dropout and Laplace on the first; at full scale every method on 5 seeds.
     """
-    full = scale is Scale.FULL
+    full = scale is not Scale.CI
     seeds = [seed + i for i in range(5 if full else 3)]
     epochs, hidden, n_samples = (100, 512, 64) if full else (30, 64, 32)
     prior_prec, batch = 1.0, 64

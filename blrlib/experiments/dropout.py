@@ -49,8 +49,8 @@ def dropout_approximations(*, scale: Scale, device: torch.device, seed: int = 0)
     def loss(theta: Tensor) -> Tensor:
         return nn.functional.softplus(-y * (x @ theta)).sum() + 0.5 * (theta * theta).sum()
 
-    s0s = [10.0**k for k in range(-4, 7, 1 if scale is Scale.FULL else 2)]
-    means = [0.05, 0.25, 0.5, 1.0, 2.0] if scale is Scale.FULL else [0.05, 0.5, 2.0]
+    s0s = [10.0**k for k in range(-4, 7, 1 if scale is not Scale.CI else 2)]
+    means = [0.05, 0.25, 0.5, 1.0, 2.0] if scale is not Scale.CI else [0.05, 0.5, 2.0]
     rows = []
     for m in means:
         for s0 in s0s:
@@ -160,7 +160,7 @@ HP = dict(lr=1e-2, von_lr=0.05, beta=1e-2, hess_init=1.0)
 @register
 def dropout_regression(*, scale: Scale, device: torch.device, seed: int = 0) -> dict[str, Any]:
     """y = sin(x) + x with a gap: predictive mean and sd of each method against HMC."""
-    full = scale is Scale.FULL
+    full = scale is not Scale.CI
     n, hidden, n_steps, tau, p_drop = (200 if full else 60), 50, (5000 if full else 800), 100.0, 0.1
     gen = torch.Generator(device=device).manual_seed(seed)
     X, y = _gap_data(n, seed, device)
@@ -222,7 +222,7 @@ def _ring(n: int, r_lo: float, r_hi: float, gen, device) -> Tensor:
 @register
 def dropout_moons(*, scale: Scale, device: torch.device, seed: int = 0) -> dict[str, Any]:
     """Two moons: accuracy, NLL, ECE, and the confidence far from the data, over seeds."""
-    full = scale is Scale.FULL
+    full = scale is not Scale.CI
     seeds = [seed + i for i in range(5 if full else 1)]
     hidden, n_steps, n_pred = (128, 3000, 200) if full else (32, 600, 50)
     p_drop = 0.1
@@ -290,7 +290,7 @@ def dropout_learn_rate(*, scale: Scale, device: torch.device, seed: int = 0) -> 
     and RMSE of the masks-only predictive (MC dropout at the slab means) on 400 test points, and
     the learned pi1 per layer (with its trajectory), per training-set size and seed.
     """
-    full = scale is Scale.FULL
+    full = scale is not Scale.CI
     sizes, seeds = [30, 1000], [seed + i for i in range(5 if full else 1)]
     hidden, n_steps, n_pred = (100, 4000, 200) if full else (50, 600, 100)
     tau, pi1 = 100.0, 0.9

@@ -17,7 +17,7 @@ from blrlib.experiments import _registry
 from blrlib.landscapes import SharpFlat, Wall
 
 F64 = torch.float64
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
