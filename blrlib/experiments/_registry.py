@@ -16,7 +16,7 @@ import torch
 from blrlib import _checks
 from blrlib.experiments.protocol import Scale, as_scale
 
-__all__ = ["EXPERIMENTS", "Scale", "default_device", "load", "register", "run"]
+__all__ = ["EXPERIMENTS", "Scale", "default_device", "describe", "load", "register", "run"]
 
 Experiment = Callable[..., dict[str, Any]]
 EXPERIMENTS: dict[str, Experiment] = {}
@@ -123,3 +123,29 @@ def load(name: str, results_dir: Path | str | None = None) -> dict[str, Any] | N
     if not path.exists():
         return None
     return json.loads(path.read_text())
+
+
+def describe(name: str, results_dir: Path | str | None = None) -> str:
+    """One line on the committed record of ``name``: its scale, seeds, device, time and commit.
+
+    When there is none, the line says which command writes it.
+
+    Raises:
+        ValueError: unknown ``name``.
+    """
+    if name not in EXPERIMENTS:
+        raise ValueError(f"name must be one of {sorted(EXPERIMENTS)}; got {name!r}")
+    record = load(name, results_dir)
+    if record is None:
+        return (
+            f"{name}: no record in results/; `python -m blrlib.experiments {name} --scale full` "
+            "writes one."
+        )
+    m = record["manifest"]
+    seeds = record["result"].get("seeds") if isinstance(record["result"], dict) else None
+    n = len(seeds) if isinstance(seeds, list) else m.get("n_seeds") or 1
+    return (
+        f"{name}: {m['scale']} scale, {n} seed{'s' if n != 1 else ''}, {m['device']}, "
+        f"torch {m['torch_version']}, {m['wall_time_s'] / 60:.1f} min, "
+        f"commit {m['git_commit'][:7]} ({m['date'][:10]})"
+    )

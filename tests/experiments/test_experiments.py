@@ -144,3 +144,13 @@ def test_primer_tabular_ci_scores_are_sane():
         assert scores["accuracy"] > 0.9
     for scores in result["diabetes"]["runs"][0].values():
         assert scores["rmse"] < 1.0
+
+
+def test_describe(wall_run, tmp_path):
+    record, out_dir = wall_run
+    assert "writes one" in experiments.describe("fig1_wall", results_dir=tmp_path)
+    line = experiments.describe("fig1_wall", results_dir=out_dir)
+    assert line.startswith("fig1_wall: ci scale, 1 seed, cpu")
+    assert record["manifest"]["git_commit"][:7] in line
+    with pytest.raises(ValueError, match="name"):
+        experiments.describe("fig99")
