@@ -3,7 +3,7 @@
     from blrlib.infer import BayesModel
     from blrlib.infer.vi import elbo, fit_vi
     bm = BayesModel(torch.nn.Linear(3, 1, bias=False), "gaussian", prior_precision=1.0)
-    q, trace = fit_vi(bm, X, y, structure="full", n_steps=2000)  # trace: the ELBO per step
+    q, trace = fit_vi(bm, X, y, structure="full")  # trace: the ELBO per step
     q.mean, q.cov, elbo(bm, X, y, q)   # (P,), (P, P) (variances (P,) for "diag"), a scalar
 
 The evidence lower bound of the lecture (the "L_VI" of its VI slides) is
@@ -37,8 +37,15 @@ __all__ = ["Structure", "elbo", "fit_vi", "kl_to_prior"]
 # The initial standard deviations, as a fraction of the prior's 1 / sqrt(delta). Small, so
 # that the first draws stay near the starting mean (a MAP estimate, say) where a network's
 # loss is sensible; Adam moves log-standard deviations by about lr per step, so growing them
-# by a factor of 100 takes about log(100) / lr steps (460 at lr = 1e-2).
+# by a factor of 100 takes about log(100) / lr steps (150 at the default lr = 3e-2).
 _INIT_STD_FRACTION = 1e-2
+
+# The default schedule: Adam's learning rate decays geometrically by this factor over the run.
+# On Bayesian logistic regression with 11 parameters and 200 points (tests/infer/test_vi.py),
+# 2000 steps of 16 draws from lr = 3e-2 to 1e-4 end 0.003 nats below the Gaussian-VI optimum
+# (three seeds); a constant lr = 1e-2 with 8 draws ends 0.23-0.29 nats below it, further than
+# the Laplace approximation (0.21), because the last iterate jitters with the gradient noise.
+_DEFAULT_DECAY = 300.0
 
 
 class Structure(str, Enum):
@@ -82,9 +89,9 @@ def fit_vi(
     y: Tensor,
     *,
     structure: Structure | str = "diag",
-    n_samples: int = 8,
+    n_samples: int = 16,
     n_steps: int = 2000,
-    lr: float = 1e-2,
+    lr: float = 3e-2,
     final_lr: float | None = None,
     init: Tensor | None = None,
     generator: torch.Generator | None = None,
@@ -109,10 +116,12 @@ def fit_vi(
         structure: ``"diag"`` (mean field) or ``"full"`` covariance.
         n_samples: S, draws of theta per step.
         n_steps: number of Adam steps.
-        lr: Adam's (initial) learning rate.
-        final_lr: if given, the learning rate decays geometrically from ``lr`` to ``final_lr``
-            over the ``n_steps`` steps, which removes most of the Monte Carlo jitter of the
-            last iterate; constant ``lr`` by default.
+        lr: Adam's initial learning rate.
+        final_lr: the learning rate decays geometrically from ``lr`` to ``final_lr`` over the
+            ``n_steps`` steps, which removes most of the Monte Carlo jitter of the last
+            iterate; ``lr / 300`` by default (pass ``final_lr=lr`` for a constant rate). With
+            the defaults, 11-parameter logistic regression ends within 0.005 nats of the
+            best Gaussian's ELBO.
         init: the starting mean, shape (P,), e.g. a MAP estimate; ``bm.theta0()`` by default.
         generator: the source of the draws eps, for reproducibility.
         progress: show a tqdm progress bar.
@@ -131,8 +140,9 @@ def fit_vi(
     n_samples = _checks.count(n_samples, "n_samples")
     n_steps = _checks.count(n_steps, "n_steps")
     lr = _checks.positive_float(lr, "lr")
-    if final_lr is not None:
-        final_lr = _checks.positive_float(final_lr, "final_lr")
+    if final_lr is None:
+        final_lr = lr / _DEFAULT_DECAY
+    final_lr = _checks.positive_float(final_lr, "final_lr")
     if init is not None and not isinstance(init, Tensor):
         raise TypeError(f"init must be a tensor of shape ({bm.dim},); got {type(init).__name__}")
     start = bm.theta0() if init is None else init.detach()
@@ -160,10 +170,8 @@ def fit_vi(
         return chol.index_put((rows, cols), off_diag)
 
     opt = torch.optim.Adam(params, lr=lr)
-    sched = None
-    if final_lr is not None:
-        gamma = (final_lr / lr) ** (1.0 / n_steps)
-        sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gamma)
+    gamma = (final_lr / lr) ** (1.0 / n_steps)
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gamma)
     trace = torch.empty(n_steps, dtype=start.dtype, device=start.device)  # preallocated
     for t in tqdm(range(n_steps), disable=not progress, desc="VI"):
         eps = torch.randn(
@@ -175,8 +183,7 @@ def fit_vi(
         opt.zero_grad(set_to_none=True)
         neg_elbo.backward()
         opt.step()
-        if sched is not None:
-            sched.step()
+        sched.step()
         trace[t] = -neg_elbo.detach()
 
     with torch.no_grad():

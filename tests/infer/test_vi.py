@@ -9,8 +9,10 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from blrlib import data
+from blrlib import data, families, ncvi
 from blrlib.infer.gaussian import GaussianPosterior
+from blrlib.infer.laplace import laplace
+from blrlib.infer.map import fit_map
 from blrlib.infer.model import BayesModel
 from blrlib.infer.vi import elbo, fit_vi, kl_to_prior
 
@@ -146,13 +148,40 @@ def test_generator_makes_fit_reproducible_and_init_is_used():
     """The same generator seed gives the same trace; init sets the starting mean."""
     bm, X, y, mean, _ = _problem()
     runs = [
-        fit_vi(bm, X, y, n_steps=20, init=mean, generator=torch.Generator().manual_seed(7))
+        fit_vi(
+            bm, X, y, n_steps=20, lr=1e-2, init=mean, generator=torch.Generator().manual_seed(7)
+        )
         for _ in range(2)
     ]
     assert_close(runs[0][1], runs[1][1], rtol=0, atol=0)
     assert_close(runs[0][0].mean, runs[1][0].mean, rtol=0, atol=0)
     # 20 Adam steps of lr 1e-2 move each coordinate by at most about 20 * 1e-2
     assert (runs[0][0].mean - mean).abs().max() < 0.25
+
+
+def test_defaults_reach_the_gaussian_vi_optimum():
+    """fit_vi with its defaults ends within 0.02 nats of the best Gaussian's ELBO.
+
+    Bayesian logistic regression with 11 parameters and 200 points, from nn.Linear's random
+    start. The reference is ``ncvi.gaussian_vi_optimum``: L-BFGS over (m, chol S) with
+    Gauss-Hermite expectations, a different parametrisation, optimiser and estimator. Both
+    ELBOs are evaluated by the same quadrature, so the gap has no Monte Carlo error. Measured
+    over three seeds: 0.002-0.004 nats; the earlier defaults (8 draws, constant lr 1e-2) ended
+    0.23-0.29 nats short, and the Laplace approximation (asserted here) is 0.21 short, so the
+    tolerance of 0.02 separates a converged fit from both.
+    """
+    P = 11
+    X, y = data.logistic_regression(200, P, seed=0)
+    bm = BayesModel(nn.Linear(P, 1, bias=False), "bernoulli", prior_precision=1.0)
+    family = families.Gaussian(P)
+    prior = family.natural_from_moments(torch.zeros(P), torch.eye(P))
+    factors = ncvi.LogisticFactors(X, y)
+    best = ncvi.elbo(family, ncvi.gaussian_vi_optimum(family, prior, factors), prior, factors)
+    q, _ = fit_vi(bm, X, y, structure="full", generator=torch.Generator().manual_seed(0))
+    gap = best - ncvi.elbo(family, q.lam, prior, factors)
+    assert 0 <= gap < 0.02, f"fit_vi ends {gap:.4f} nats below the Gaussian-VI optimum"
+    q_laplace = laplace(bm, X, y, fit_map(bm, X, y))
+    assert best - ncvi.elbo(family, q_laplace.lam, prior, factors) > 0.1
 
 
 def test_progress_bar_runs(capsys):
