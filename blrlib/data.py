@@ -16,6 +16,7 @@ __all__ = [
     "linear_regression",
     "logistic_regression",
     "sin_regression",
+    "standardise",
     "two_moons",
 ]
 
@@ -137,23 +138,66 @@ def sin_regression(
     return x, y
 
 
-def _bundled(loader, dtype: torch.dtype | None) -> tuple[Tensor, Tensor]:
-    from sklearn import datasets  # imported here: only these two loaders need scikit-learn
+def standardise(train: Tensor, *others: Tensor) -> tuple[Tensor, ...]:
+    """Centre and scale every array with the mean and sample standard deviation of ``train``.
+
+    Each column c becomes (x_c - mean_c) / sd_c, with mean_c and the sample standard deviation
+    sd_c (divisor n - 1) of ``train``'s column (one column for a 1-D array). The same statistics
+    are applied to ``others`` (validation and test splits, say), so that nothing about them
+    leaks into the transformation.
+
+    Returns:
+        ``train`` and each of ``others`` standardised, in order.
+
+    Raises:
+        ValueError: ``train`` has fewer than two rows, or a column of zero spread.
+    """
+    if train.shape[0] < 2:
+        raise ValueError(f"train: needs at least two rows; got {train.shape[0]}")
+    mean, sd = train.mean(0), train.std(0)  # torch's std divides by n - 1
+    if not bool((sd > 0).all()):
+        raise ValueError("train: a column has zero standard deviation")
+    return tuple((x - mean) / sd for x in (train, *others))
+
+
+def _bundled(loader: str, dtype: torch.dtype | None, scaled: bool) -> tuple[Tensor, Tensor]:
+    from sklearn import datasets  # imported here: only these loaders need scikit-learn
 
     X, y = getattr(datasets, loader)(return_X_y=True)
     X = torch.as_tensor(X, dtype=dtype or torch.get_default_dtype())
-    X = (X - X.mean(0)) / X.std(0)
+    if scaled:
+        (X,) = standardise(X)
     return X, torch.as_tensor(y, dtype=X.dtype)
 
 
-def breast_cancer(*, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
-    """scikit-learn's bundled Wisconsin breast-cancer set: X (569, 30) standardised, y in {0, 1}."""
-    return _bundled("load_breast_cancer", dtype)
+def breast_cancer(
+    *, standardised: bool = True, dtype: torch.dtype | None = None
+) -> tuple[Tensor, Tensor]:
+    """scikit-learn's bundled Wisconsin breast-cancer set: X (569, 30), y in {0, 1}.
+
+    Args:
+        standardised: centre each column of X and divide it by its sample standard deviation
+            (divisor n - 1) over all 569 rows (:func:`standardise`). An experiment that splits
+            the rows should pass ``False`` and standardise with its training split's
+            statistics, so that the test rows do not shape the inputs.
+        dtype: torch's default dtype unless given.
+    """
+    return _bundled("load_breast_cancer", dtype, standardised)
 
 
-def diabetes(*, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
-    """scikit-learn's bundled diabetes regression set: X (442, 10) standardised, y (442,) raw."""
-    return _bundled("load_diabetes", dtype)
+def diabetes(
+    *, standardised: bool = True, dtype: torch.dtype | None = None
+) -> tuple[Tensor, Tensor]:
+    """scikit-learn's bundled diabetes regression set: X (442, 10) and the raw targets y (442,).
+
+    Args:
+        standardised: centre each column of X and divide it by its sample standard deviation
+            (divisor n - 1) over all 442 rows (:func:`standardise`); y is never transformed. An
+            experiment that splits the rows should pass ``False`` and standardise X and y with
+            its training split's statistics.
+        dtype: torch's default dtype unless given.
+    """
+    return _bundled("load_diabetes", dtype, standardised)
 
 
 def binary_digits(*, threshold: float = 8.0, dtype: torch.dtype | None = None):

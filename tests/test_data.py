@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -22,9 +23,16 @@ def test_shapes_and_dtype(name, dtype):
 
 
 @pytest.mark.parametrize("name", sorted(GENERATORS))
-def test_default_dtype_is_float64(name):
-    X, y = GENERATORS[name](5, 2)
-    assert X.dtype == y.dtype == torch.float64
+@pytest.mark.parametrize("default", [torch.float32, torch.float64])
+def test_dtype_follows_torch_default(name, default):
+    """Without ``dtype`` the data take torch's default dtype, whichever it is."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(default)
+    try:
+        X, y = GENERATORS[name](5, 2)
+    finally:
+        torch.set_default_dtype(previous)
+    assert X.dtype == y.dtype == default
 
 
 @pytest.mark.parametrize("name", sorted(GENERATORS))
@@ -86,8 +94,39 @@ def test_two_moons_and_sin_regression():
         data.two_moons(1)
 
 
-def test_bundled_sets_are_standardised():
-    for loader, shape in [(data.breast_cancer, (569, 30)), (data.diabetes, (442, 10))]:
-        X, y = loader()
-        assert X.shape == shape and y.shape == (shape[0],)
-        torch.testing.assert_close(X.mean(0), torch.zeros(shape[1]), rtol=0, atol=1e-10)
+@pytest.mark.parametrize(
+    ("loader", "sklearn_name", "shape"),
+    [
+        (data.breast_cancer, "load_breast_cancer", (569, 30)),
+        (data.diabetes, "load_diabetes", (442, 10)),
+    ],
+)
+def test_bundled_sets_are_standardised_with_the_sample_sd(loader, sklearn_name, shape):
+    """Columns of mean 0 and sample sd 1 (divisor n - 1): the population sd would leave
+    sqrt(n / (n - 1)) - 1 = 9e-4 (breast cancer) or 1.1e-3 (diabetes), far above the 1e-10
+    of float64 rounding. ``standardised=False`` returns scikit-learn's values unchanged, and the
+    targets are never transformed."""
+    datasets = pytest.importorskip("sklearn.datasets")
+    raw_X, raw_y = getattr(datasets, sklearn_name)(return_X_y=True)
+    X, y = loader()
+    assert X.shape == shape and y.shape == (shape[0],)
+    assert_close(X.mean(0), torch.zeros(shape[1]), rtol=0, atol=1e-10)
+    assert_close(X.std(0, correction=1), torch.ones(shape[1]), rtol=0, atol=1e-10)
+    assert_close(y, torch.as_tensor(raw_y, dtype=y.dtype), rtol=0, atol=0)
+    X_raw, _ = loader(standardised=False)
+    assert_close(X_raw, torch.as_tensor(raw_X, dtype=X_raw.dtype), rtol=0, atol=0)
+
+
+def test_standardise_uses_the_training_statistics_only():
+    """Each array is scaled by the training split's mean and sample sd, computed by hand."""
+    train = torch.tensor([[1.0, 10.0], [3.0, 14.0], [5.0, 12.0]])  # means 3, 12; sds 2, 2
+    test = torch.tensor([[7.0, 12.0]])
+    z_train, z_test = data.standardise(train, test)
+    assert_close(z_train, torch.tensor([[-1.0, -1.0], [0.0, 1.0], [1.0, 0.0]]))
+    assert_close(z_test, torch.tensor([[2.0, 0.0]]))
+    (z,) = data.standardise(torch.tensor([2.0, 4.0]))  # 1-D: one column, sd sqrt(2)
+    assert_close(z, torch.tensor([-1.0, 1.0]) / math.sqrt(2))
+    with pytest.raises(ValueError, match="train"):
+        data.standardise(torch.ones(4, 2))
+    with pytest.raises(ValueError, match="train"):
+        data.standardise(torch.ones(1, 2))

@@ -85,6 +85,12 @@ def fit_map(
         X: inputs, shape (N, ...).
         y: targets, shape (N,) (see :class:`blrlib.infer.BayesModel` for their encoding).
         theta0: the starting point, shape (P,); the module's current parameters by default.
+            For a freshly built module those are its random initial weights, drawn from
+            torch's global generator: where the loss has several minima (a network) the
+            result then depends on the global seed. Call ``torch.manual_seed`` before building
+            the module, or pass ``theta0``, for a reproducible answer; where bar-ell is
+            strictly convex (a linear model with a Gaussian prior) every start gives the same
+            minimum.
         max_iter: the most L-BFGS iterations with line search (and at most 1.25 max_iter loss
             evaluations, as in ``torch.optim.LBFGS``).
         tol: the target for max_p |gradient_p| (L-BFGS's ``tolerance_grad``).
