@@ -148,9 +148,7 @@ def test_generator_makes_fit_reproducible_and_init_is_used():
     """The same generator seed gives the same trace; init sets the starting mean."""
     bm, X, y, mean, _ = _problem()
     runs = [
-        fit_vi(
-            bm, X, y, n_steps=20, lr=1e-2, init=mean, generator=torch.Generator().manual_seed(7)
-        )
+        fit_vi(bm, X, y, n_steps=20, lr=1e-2, init=mean, generator=torch.Generator().manual_seed(7))
         for _ in range(2)
     ]
     assert_close(runs[0][1], runs[1][1], rtol=0, atol=0)
