@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from blrlib import _checks, data, infer, metrics
@@ -47,6 +48,21 @@ def _scores(probs: Tensor, y: Tensor, reference: Tensor | None) -> dict[str, flo
         out["predictive_error"] = float((probs - reference).abs().mean())
     out["confidence"] = float((probs - 0.5).abs().mean())  # mean |p - 1/2|
     return out
+
+
+def _log_joint(X: Tensor, y: Tensor, delta: float):
+    """HMC's target, log p(y, theta | X) up to a constant, for thetas (C, P), written out:
+
+    sum_i [y_i f_i - log(1 + exp(f_i))] - delta |theta|^2 / 2 with f_i = theta^T x_i. It shares
+    no code with ``BayesModel``, which the approximations use, and costs a quarter of
+    ``mcmc.log_prob_fn``'s time per gradient on this 2-D problem.
+    """
+
+    def log_prob(thetas: Tensor) -> Tensor:
+        f = thetas @ X.T  # (C, N)
+        return (y * f - F.softplus(f)).sum(-1) - 0.5 * delta * (thetas * thetas).sum(-1)
+
+    return log_prob
 
 
 def _shape(samples: Tensor, mode: Tensor) -> dict[str, float]:
@@ -104,7 +120,7 @@ def primer_logreg2d(
     }
     init = theta_map + 0.5 * torch.randn(n_chains, 2, generator=gen, dtype=F64, device=device)
     idata = mcmc.hmc(
-        mcmc.log_prob_fn(bm, X, y),
+        _log_joint(X, y, bm.prior_precision),
         init,
         n_samples=n_draws,
         n_warmup=n_warmup,

@@ -7,8 +7,10 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from blrlib import data, experiments
+from blrlib import data, experiments, infer
 from blrlib.experiments import primer_nets
+from blrlib.experiments.primer import _log_joint
+from blrlib.infer import mcmc
 
 F64 = torch.float64
 
@@ -64,3 +66,14 @@ def test_newton_last_layer_reaches_the_minimum(likelihood):
 def test_primer_logreg2d_rejects_too_few_points():
     with pytest.raises(ValueError, match="n_train"):
         experiments.primer.primer_logreg2d(scale="ci", device=torch.device("cpu"), n_train=1)
+
+
+def test_hmc_target_is_the_models_log_joint():
+    """The written-out log joint HMC samples differs from BayesModel.log_joint by a constant:
+    the prior's normaliser (P / 2) log(delta / 2 pi), here with delta = 2 and P = 2."""
+    X, y = data.logistic_regression(30, 2, seed=3, dtype=F64)
+    bm = infer.BayesModel(nn.Linear(2, 1, bias=False, dtype=F64), "bernoulli", prior_precision=2.0)
+    thetas = 3 * torch.randn(7, 2, dtype=F64)
+    diff = mcmc.log_prob_fn(bm, X, y)(thetas) - _log_joint(X, y, 2.0)(thetas)
+    constant = torch.full((7,), torch.log(torch.tensor(2.0 / (2 * torch.pi), dtype=F64)).item())
+    assert_close(diff, constant, rtol=0, atol=1e-10)
