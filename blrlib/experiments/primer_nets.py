@@ -236,9 +236,10 @@ def validation_nll(likelihood: str, prediction: Any, y: Tensor) -> float:
 def tune_methods(
     setup: Setup,
     train: tuple[Tensor, Tensor],
+    *,
     val: tuple[Tensor, Tensor],
-    gen: torch.Generator,
     grids: dict[str, list[float]],
+    gen: torch.Generator,
 ) -> dict[str, protocol.Tuned]:
     """Tune the four methods on ``val``, three settings each (``protocol.tune_all``).
 
@@ -319,11 +320,11 @@ def primer_networks(
         X, y = data.two_moons(n_moons, noise=0.15, seed=s, dtype=F64, device=device)
         train, val = protocol.train_val_split(X, y, val_fraction=0.2, seed=s)
         setup = Setup("bernoulli", [2, *hidden, 1], nn.Tanh, 1.0, steps_moons, s, device)
-        moons = tune_methods(setup, train, val, gen, GRIDS["toy"])
+        moons = tune_methods(setup, train, val=val, grids=GRIDS["toy"], gen=gen)
         x, t = data.sin_regression(n_sin, noise=0.1, seed=10_000 + s, dtype=F64, device=device)
         train_sin, val_sin = protocol.train_val_split(x, t, val_fraction=0.2, seed=s)
         setup = Setup("gaussian", [1, *hidden, 1], nn.ReLU, 100.0, steps_sin, s, device)
-        sin = tune_methods(setup, train_sin, val_sin, gen, GRIDS["toy"])
+        sin = tune_methods(setup, train_sin, val=val_sin, grids=GRIDS["toy"], gen=gen)
         line_predictions = {m: sin[m].payload.predict(line) for m in METHODS}
         runs.append(
             {
@@ -409,7 +410,7 @@ def primer_tabular(
                 ytr, yva, yte = data.standardise(ytr, yva, yte)
                 tau = _residual_precision(Xtr, ytr)
             setup = Setup(likelihood, [X.shape[1], *hidden, 1], nn.ReLU, tau, n_steps, s, device)
-            tuned = tune_methods(setup, (Xtr, ytr), (Xva, yva), gen, GRIDS["tabular"])
+            tuned = tune_methods(setup, (Xtr, ytr), val=(Xva, yva), grids=GRIDS["tabular"], gen=gen)
             predictions = {m: tuned[m].payload.predict(Xte) for m in METHODS}
             runs.append({m: _test_scores(likelihood, p, yte) for m, p in predictions.items()})
             tuning.append(_report(tuned))
