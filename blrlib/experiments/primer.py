@@ -11,6 +11,7 @@ VI runs to convergence from the MAP. The networks are in :mod:`blrlib.experiment
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -50,11 +51,11 @@ def _scores(probs: Tensor, y: Tensor, reference: Tensor | None) -> dict[str, flo
     return out
 
 
-def _log_joint(X: Tensor, y: Tensor, delta: float):
+def _log_joint(X: Tensor, y: Tensor, delta: float) -> Callable[[Tensor], Tensor]:
     """HMC's target, log p(y, theta | X) up to a constant, for thetas (C, P), written out:
 
     sum_i [y_i f_i - log(1 + exp(f_i))] - delta |theta|^2 / 2 with f_i = theta^T x_i. It shares
-    no code with ``BayesModel``, which the approximations use, and costs a quarter of
+    no code with ``BayesModel``, which the approximations use, and costs about a quarter of
     ``mcmc.log_prob_fn``'s time per gradient on this 2-D problem.
     """
 
