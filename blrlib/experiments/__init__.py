@@ -27,9 +27,12 @@ from blrlib.experiments._registry import (
     Scale,
     default_device,
     describe,
+    is_stale,
     load,
     register,
     run,
+    source_file,
+    tree_is_dirty,
 )
 
 __all__ = [
@@ -42,6 +45,7 @@ __all__ = [
     "default_device",
     "describe",
     "dropout",
+    "is_stale",
     "load",
     "minima",
     "optimisers",
@@ -51,5 +55,7 @@ __all__ = [
     "run",
     "sgd",
     "sgd_posterior",
+    "source_file",
+    "tree_is_dirty",
     "vi",
 ]

@@ -154,3 +154,29 @@ def test_describe(wall_run, tmp_path):
     assert record["manifest"]["git_commit"][:7] in line
     with pytest.raises(ValueError, match="name"):
         experiments.describe("fig99")
+
+
+def test_staleness(wall_run, tmp_path):
+    record, out_dir = wall_run
+    assert experiments.is_stale("fig1_wall", results_dir=tmp_path)  # no record
+    old = dict(record, manifest=dict(record["manifest"], git_commit="0" * 40))
+    (tmp_path / "fig1_wall.json").write_text(json.dumps(old))
+    assert experiments.is_stale("fig1_wall", results_dir=tmp_path)  # not in the history
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                          text=True, check=True).stdout.strip()  # fmt: skip
+    new = dict(record, manifest=dict(record["manifest"], git_commit=head))
+    (tmp_path / "fig1_wall.json").write_text(json.dumps(new))
+    assert not experiments.is_stale("fig1_wall", results_dir=tmp_path)
+    assert experiments.source_file("fig1_wall").name == "minima.py"
+
+
+def test_a_dirty_tree_cannot_write_results(monkeypatch):
+    monkeypatch.setattr(_registry, "tree_is_dirty", lambda: True)
+    with pytest.raises(ValueError, match="out_dir"):
+        experiments.run("fig1_wall", scale="ci", device="cpu", out_dir=_registry.RESULTS_DIR)
+
+
+def test_manifest_names_threads_seeds_and_dirtiness(wall_run):
+    manifest = wall_run[0]["manifest"]
+    assert manifest["threads"] == torch.get_num_threads()
+    assert isinstance(manifest["dirty"], bool)
