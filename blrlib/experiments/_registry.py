@@ -169,12 +169,46 @@ def run(
     return record
 
 
-def load(name: str, results_dir: Path | str | None = None) -> dict[str, Any] | None:
-    """The committed full-scale record ``results/NAME.json``, or None if it does not exist yet."""
+def _key_paths(tree: Any, prefix: str = "") -> set[str]:
+    """Every key path of nested dicts (``a/b/c``); lists and values are leaves."""
+    if not isinstance(tree, dict):
+        return set()
+    paths = set()
+    for key, value in tree.items():
+        path = f"{prefix}/{key}" if prefix else str(key)
+        paths |= {path} | _key_paths(value, path)
+    return paths
+
+
+def load(
+    name: str, results_dir: Path | str | None = None, *, like: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """The committed record ``results/NAME.json``, or None if there is none.
+
+    Args:
+        name: the experiment.
+        results_dir: where the records are (``results/`` by default).
+        like: a record (or its result) of the same experiment, say the ci-scale run of the
+            chapter: the committed result must have exactly its keys, at every level of nested
+            dicts, so that a record cannot silently go stale in shape.
+
+    Raises:
+        ValueError: the committed result's keys differ from those of ``like``.
+    """
     path = Path(results_dir or RESULTS_DIR) / f"{name}.json"
     if not path.exists():
         return None
-    return json.loads(path.read_text())
+    record = json.loads(path.read_text())
+    if like is not None:
+        expected = _key_paths(like.get("result", like) if "manifest" in like else like)
+        found = _key_paths(record["result"])
+        if expected != found:
+            raise ValueError(
+                f"like: results/{name}.json is stale in shape; missing keys "
+                f"{sorted(expected - found)[:5]}, extra keys {sorted(found - expected)[:5]}; "
+                f"rerun `python -m blrlib.experiments {name} --scale full`"
+            )
+    return record
 
 
 def describe(name: str, results_dir: Path | str | None = None) -> str:

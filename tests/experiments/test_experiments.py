@@ -180,3 +180,12 @@ def test_manifest_names_threads_seeds_and_dirtiness(wall_run):
     manifest = wall_run[0]["manifest"]
     assert manifest["threads"] == torch.get_num_threads()
     assert isinstance(manifest["dirty"], bool)
+
+
+def test_load_checks_the_shape_of_a_record(wall_run):
+    record, out_dir = wall_run
+    assert experiments.load("fig1_wall", out_dir, like=record) == record
+    assert experiments.load("fig1_wall", out_dir, like=record["result"]) == record
+    changed = dict(record["result"], extra={"a": 1})
+    with pytest.raises(ValueError, match="stale in shape"):
+        experiments.load("fig1_wall", out_dir, like=changed)
