@@ -204,3 +204,30 @@ def test_bad_input_raises() -> None:
             conjugate.CategoricalLikelihood(),
             torch.tensor([3.0]),
         )
+
+
+def test_online_steps_are_sequential_bayes_and_the_ridge_forecaster() -> None:
+    """One BLR step per observation (rho = 1): the last iterate is the batch posterior, and
+    iterate t's mean is scikit-learn's ridge fit on the first t points (alpha = delta sigma^2).
+    Float64 solves of 3 x 3 systems: 1e-10. With rho = 0.5, every observation counts half:
+    the result is the posterior with the noise variance doubled."""
+    from sklearn.linear_model import Ridge
+
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(12, 3, generator=gen, dtype=F64)
+    y = X @ torch.tensor([1.0, -1.0, 0.5], dtype=F64) + 0.3 * torch.randn(12, generator=gen)
+    q, delta, noise = Gaussian(3, dtype=F64), 2.0, 0.09
+    prior = q.natural_from_mean_precision(torch.zeros(3), delta * torch.eye(3))
+    lik = conjugate.GaussianLikelihood(noise, design=X)
+    path = conjugate.online(q, prior, lik, y)
+    batch = conjugate.posterior(q, prior, lik, y)
+    for a, b in zip(path[-1], batch, strict=True):
+        assert_close(a, b, rtol=1e-10, atol=1e-10)
+    for t in (1, 4, 12):
+        ridge = Ridge(alpha=delta * noise, fit_intercept=False).fit(X[:t].numpy(), y[:t].numpy())
+        mean = q.mean_cov(path[t])[0]
+        assert_close(mean, torch.from_numpy(ridge.coef_), rtol=1e-10, atol=1e-10)
+    half = conjugate.online(q, prior, lik, y, rho=0.5)[-1]
+    doubled = conjugate.posterior(q, prior, conjugate.GaussianLikelihood(2 * noise, design=X), y)
+    for a, b in zip(half, doubled, strict=True):
+        assert_close(a, b, rtol=1e-10, atol=1e-10)
