@@ -90,6 +90,21 @@ def _normal_pdf(a: Tensor, mean: Tensor, sd: Tensor) -> Tensor:
     return torch.exp(-0.5 * ((a - mean) / sd) ** 2) / (sd * math.sqrt(2 * math.pi))
 
 
+def _hermite(mean: Tensor, sd: Tensor, x: Tensor, w: Tensor, sigmoid: bool) -> Tensor:
+    a = mean.unsqueeze(-1) + sd.unsqueeze(-1) * x
+    return ((torch.sigmoid(a) if sigmoid else _softplus(a)) * w).sum(-1)
+
+
+def _laguerre(mean: Tensor, sd: Tensor, xl: Tensor, wl: Tensor, sigmoid: bool) -> Tensor:
+    m, b = mean.unsqueeze(-1), sd.unsqueeze(-1)
+    right, left = _normal_pdf(xl, m, b), _normal_pdf(-xl, m, b)
+    cdf = torch.special.ndtr(mean / sd)
+    if sigmoid:
+        return cdf + ((left - right) * torch.sigmoid(-xl) * wl).sum(-1)
+    relu = mean * cdf + sd * torch.exp(-0.5 * (mean / sd) ** 2) / math.sqrt(2 * math.pi)
+    return relu + ((left + right) * torch.log1p(torch.exp(-xl)) * wl).sum(-1)
+
+
 def _expect(mean: Tensor, var: Tensor, rules: tuple[Tensor, ...], *, sigmoid: bool) -> Tensor:
     """E[softplus(a)] (or E[sigmoid(a)]) for a ~ N(mean, var), elementwise.
 
@@ -99,21 +114,17 @@ def _expect(mean: Tensor, var: Tensor, rules: tuple[Tensor, ...], *, sigmoid: bo
     half-line in the scale of a, where Gauss-Hermite would need many nodes to resolve it.
     """
     x, w, xl, wl = rules
-    sd = var.clamp_min(0.0).sqrt()
-    a = mean.unsqueeze(-1) + sd.unsqueeze(-1) * x
-    gh = ((torch.sigmoid(a) if sigmoid else _softplus(a)) * w).sum(-1)
-    big = sd.clamp_min(1.0)  # only used where sd >= 1
-    m, b = mean.unsqueeze(-1), big.unsqueeze(-1)
-    right, left = _normal_pdf(xl, m, b), _normal_pdf(-xl, m, b)
-    cdf = torch.special.ndtr(mean / big)
-    if sigmoid:
-        tail = ((left - right) * torch.sigmoid(-xl) * wl).sum(-1)
-        split = cdf + tail
-    else:
-        tail = ((left + right) * torch.log1p(torch.exp(-xl)) * wl).sum(-1)
-        relu = mean * cdf + big * torch.exp(-0.5 * (mean / big) ** 2) / math.sqrt(2 * math.pi)
-        split = relu + tail
-    return torch.where(sd < 1.0, gh, split)
+    shape = torch.broadcast_shapes(mean.shape, var.shape)
+    mean = mean.expand(shape).reshape(-1)
+    sd = var.expand(shape).reshape(-1).clamp_min(0.0).sqrt()
+    small = sd < 1.0
+    out = mean.new_zeros(mean.shape)
+    i_small, i_big = small.nonzero().squeeze(-1), (~small).nonzero().squeeze(-1)
+    if i_small.numel():
+        out = out.index_put((i_small,), _hermite(mean[i_small], sd[i_small], x, w, sigmoid))
+    if i_big.numel():
+        out = out.index_put((i_big,), _laguerre(mean[i_big], sd[i_big], xl, wl, sigmoid))
+    return out.reshape(shape)
 
 
 class LogisticFactors:
