@@ -21,6 +21,7 @@ from blrlib.experiments import (
     sgd,
     sgd_posterior,
     vi,
+    vi_mixture,
 )
 from blrlib.experiments._registry import (
     EXPERIMENTS,
@@ -60,4 +61,5 @@ __all__ = [
     "source_file",
     "tree_is_dirty",
     "vi",
+    "vi_mixture",
 ]

@@ -30,6 +30,7 @@ CHAPTERS = {
     "binary": "binary",
     "conjugate_em": "conjugate_em",
     "vi": "vi",
+    "vi_mixture": "vi",
 }
 """The chapter (``book/NAME.ipynb``) that shows the experiments of each module."""
 
