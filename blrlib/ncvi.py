@@ -60,6 +60,11 @@ class Form(str, Enum):
     LOCAL = "local"
 
 
+_SWITCH = 1.5
+"""The standard deviation from which the Laguerre rule replaces Gauss-Hermite: with 64 nodes
+each is within 1e-13 of adaptive quadrature on its side (Hermite degrades above 2, Laguerre
+below 1.25)."""
+
 N_POINTS_MAX = 128
 """The most nodes of either quadrature rule (the Laguerre weights stay finite up to here)."""
 
@@ -108,7 +113,7 @@ def _laguerre(mean: Tensor, sd: Tensor, xl: Tensor, wl: Tensor, sigmoid: bool) -
 def _expect(mean: Tensor, var: Tensor, rules: tuple[Tensor, ...], *, sigmoid: bool) -> Tensor:
     """E[softplus(a)] (or E[sigmoid(a)]) for a ~ N(mean, var), elementwise.
 
-    Below a standard deviation of 1, Gauss-Hermite in the scale of the Gaussian. From 1 on,
+    Below a standard deviation of 1.5, Gauss-Hermite in the scale of the Gaussian; from there,
     softplus(a) = max(a, 0) + log(1 + e^-|a|) (sigmoid(a) = 1[a > 0] -/+ sigmoid(-|a|)): the
     first part in closed form, the second, which decays like e^-|a|, by Gauss-Laguerre on each
     half-line in the scale of a, where Gauss-Hermite would need many nodes to resolve it.
@@ -117,7 +122,7 @@ def _expect(mean: Tensor, var: Tensor, rules: tuple[Tensor, ...], *, sigmoid: bo
     shape = torch.broadcast_shapes(mean.shape, var.shape)
     mean = mean.expand(shape).reshape(-1)
     sd = var.expand(shape).reshape(-1).clamp_min(0.0).sqrt()
-    small = sd < 1.0
+    small = sd < _SWITCH
     out = mean.new_zeros(mean.shape)
     i_small, i_big = small.nonzero().squeeze(-1), (~small).nonzero().squeeze(-1)
     if i_small.numel():
@@ -132,10 +137,11 @@ class LogisticFactors:
 
     Calling it with mu = (m, S^-1 + m m^T) of a Gaussian q(w) returns
     E_q[log f_i] = y_i E[a_i] - E[softplus(a_i)] with a_i ~ N(x_i^T m, x_i^T S^-1 x_i), by
-    quadrature: Gauss-Hermite for a standard deviation below 1, and above it the closed form of
-    E[max(a, 0)] plus Gauss-Laguerre for the rest, which decays like e^-|a|. With the default
-    64 nodes the value and its derivatives in the mean and variance are within 1e-10 of
-    adaptive quadrature for every mean and every standard deviation from 0.01 to 100 (tested).
+    quadrature: Gauss-Hermite for a standard deviation below 1.5, and above it the closed form
+    of E[max(a, 0)] plus Gauss-Laguerre for the rest, which decays like e^-|a|. With the
+    default 64 nodes the value and its derivatives in the mean and variance are within 1e-11
+    of adaptive quadrature for every mean and every standard deviation from 0.01 to 100
+    (tested on a grid).
 
     Args:
         X: inputs (N, P); the identity for a Gaussian process (then w = f).
@@ -358,7 +364,7 @@ def gaussian_vi_optimum(
 
 def predictive_probability(mean: Tensor, var: Tensor, *, n_points: int = 64) -> Tensor:
     """E[sigmoid(a)] for a ~ N(mean, var), elementwise, by the quadrature of ``LogisticFactors``
-    (within 1e-10 of adaptive quadrature for standard deviations from 0.01 to 100)."""
+    (within 1e-11 of adaptive quadrature for standard deviations from 0.01 to 100)."""
     return _expect(mean, var, _rules(n_points, mean.dtype, mean.device), sigmoid=True)
 
 

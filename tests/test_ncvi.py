@@ -100,14 +100,14 @@ def _gauss_quad(f, m: float, sd: float) -> float:
 
 
 @pytest.mark.filterwarnings("ignore::scipy.integrate.IntegrationWarning")
-@pytest.mark.parametrize("sd", [0.01, 0.3, 0.99, 1.0, 3.0, 10.0, 100.0])
+@pytest.mark.parametrize("sd", [0.01, 0.3, 1.0, 1.49, 1.5, 2.0, 3.0, 10.0, 100.0])
 def test_quadrature_is_accurate_for_every_variance(sd: float) -> None:
     """E[softplus(a)], its derivatives in the mean and variance (E[sigmoid], E[sigmoid'] / 2)
-    and E[sigmoid(a)] against scipy's adaptive quadrature: 1e-10 at the default 64 nodes."""
+    and E[sigmoid(a)] against scipy's adaptive quadrature: 1e-11 at the default 64 nodes."""
     from scipy import special
 
     factors = ncvi.LogisticFactors(torch.ones(1, 1, dtype=F64), torch.zeros(1, dtype=F64))
-    for m in (-40.0, -3.0, 0.0, 0.7, 25.0):
+    for m in (-40.0, -8.0, -3.0, 0.0, 0.7, 8.0, 25.0):
         mean = torch.tensor([m], dtype=F64, requires_grad=True)
         var = torch.tensor([sd**2], dtype=F64, requires_grad=True)
         value = -factors.expected_log_lik(mean, var)  # y = 0: E[softplus(a)]
@@ -122,8 +122,8 @@ def test_quadrature_is_accurate_for_every_variance(sd: float) -> None:
         ]
         got = [value.item(), d_mean.item(), d_var.item()]
         got_sigmoid = ncvi.predictive_probability(mean.detach(), var.detach()).item()
-        assert_close(torch.tensor(got), torch.tensor(refs, dtype=F64), rtol=0.0, atol=1e-10)
-        assert abs(got_sigmoid - refs[1]) < 1e-10
+        assert_close(torch.tensor(got), torch.tensor(refs, dtype=F64), rtol=0.0, atol=1e-11)
+        assert abs(got_sigmoid - refs[1]) < 1e-11
 
 
 def test_elbo_at_a_wide_prior_and_many_nodes() -> None:
