@@ -60,7 +60,7 @@ def ssm_timing(*, scale: Scale, device: torch.device, seed: int = 0) -> dict[str
     sizes, count_sizes, dense_max = protocol.by_scale(
         scale,
         ci=([50, 100, 200, 400, 800], [25, 50], 800),
-        full=([100, 300, 1000, 3000, 10_000], [100, 300, 1000], 3000),
+        full=([100, 300, 1000, 2000, 5000, 10_000], [100, 300, 1000], 2000),
     )
     out: dict[str, Any] = {"T": [], "dense_s": [], "kalman_s": [], "max_abs_diff": []}
     for n_steps in protocol.progress(sizes, scale, "ssm_timing"):

@@ -104,7 +104,7 @@ def logistic_problem(scale: Scale, seed: int = 0):
 
 
 def _hmc_draws(log_prob, init: Tensor, *, scale: Scale, gen: torch.Generator):
-    samples, warmup, leapfrog = protocol.by_scale(scale, ci=(300, 200, 8), full=(2000, 1000, 20))
+    samples, warmup, leapfrog = protocol.by_scale(scale, ci=(300, 200, 8), full=(1500, 500, 15))
     idata = mcmc.hmc(
         log_prob, init, n_samples=samples, n_warmup=warmup, n_leapfrog=leapfrog, generator=gen
     )
