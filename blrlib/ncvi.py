@@ -2,7 +2,7 @@
 
     from blrlib import families, ncvi
     q = families.Gaussian(X.shape[1], dtype=torch.float64)
-    prior = q.natural_from_moments(torch.zeros(P), delta * torch.eye(P))
+    prior = q.natural_from_mean_precision(torch.zeros(P), delta * torch.eye(P))
     factors = ncvi.LogisticFactors(X, y)                       # E_q[log p(y_i | x_i^T w)]
     path = ncvi.run(q, prior, factors, rho=1.0, n_iter=30, form="local")
 

@@ -77,7 +77,7 @@ def test_dirichlet_categorical() -> None:
 def test_normal_normal_known_variance() -> None:
     q = Gaussian(2, dtype=F64)
     m0, s0 = torch.tensor([0.5, -1.0]), torch.tensor([[2.0, 0.3], [0.3, 1.0]])
-    prior = q.natural_from_moments(m0, s0)
+    prior = q.natural_from_mean_precision(m0, s0)
     sigma2, n = 0.7, 12
     y = torch.randn(n, 2) + torch.tensor([1.0, 2.0])
     lik = conjugate.GaussianLikelihood(sigma2)
@@ -99,7 +99,7 @@ def test_bayesian_linear_regression_is_one_step() -> None:
     x = torch.randn(n, p)
     y = x @ torch.tensor([1.0, -2.0, 0.5]) + sigma2**0.5 * torch.randn(n)
     q = Gaussian(p, dtype=F64)
-    prior = q.natural_from_moments(torch.zeros(p), delta * torch.eye(p))
+    prior = q.natural_from_mean_precision(torch.zeros(p), delta * torch.eye(p))
     lik = conjugate.GaussianLikelihood(sigma2, design=x)
     post = conjugate.posterior(q, prior, lik, y)
     assert_close(post[0], x.T @ y / sigma2, **TOL)
@@ -152,7 +152,7 @@ def test_site_terms_are_the_natural_parameters_of_each_likelihood() -> None:
     g = Gaussian(2, dtype=F64)
     x = torch.randn(3, 2)
     yr = torch.randn(3)
-    lam = g.natural_from_moments(torch.zeros(2), torch.eye(2))
+    lam = g.natural_from_mean_precision(torch.zeros(2), torch.eye(2))
     sites = conjugate.site_terms(g, lam, conjugate.GaussianLikelihood(0.5, design=x), yr)
     for i, (s1, s2) in enumerate(sites):  # below Eq 54: (y_i x_i, -x_i x_i^T / 2) / sigma^2
         assert_close(s1, yr[i] * x[i] / 0.5, **TOL)
@@ -194,7 +194,7 @@ def test_bad_input_raises() -> None:
         conjugate.posterior(q, prior, lik, torch.ones(2, 1), rho=1.5)
     with pytest.raises(ValueError, match="noise_var"):
         g = Gaussian(1, dtype=F64)
-        lam = g.natural_from_moments(torch.zeros(1), torch.eye(1))
+        lam = g.natural_from_mean_precision(torch.zeros(1), torch.eye(1))
         conjugate.posterior(g, lam, conjugate.GaussianLikelihood(-1.0), torch.ones(2, 1))
     with pytest.raises(ValueError, match="integers"):
         d = Dirichlet(3, dtype=F64)

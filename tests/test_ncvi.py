@@ -26,7 +26,7 @@ def _problem(n: int = 80, p: int = 3):
     w = torch.tensor([1.5, -1.0, 0.3], dtype=F64)[:p]
     y = torch.bernoulli(torch.sigmoid(X @ w), generator=gen)
     q = Gaussian(p, dtype=F64)
-    prior = q.natural_from_moments(torch.zeros(p, dtype=F64), 0.5 * torch.eye(p, dtype=F64))
+    prior = q.natural_from_mean_precision(torch.zeros(p, dtype=F64), 0.5 * torch.eye(p, dtype=F64))
     return q, prior, ncvi.LogisticFactors(X, y)
 
 

@@ -93,7 +93,7 @@ def logistic_problem(scale: Scale, seed: int = 0):
     """Breast cancer with a bias column: (X_train, y_train, X_test, y_test); ci: 6 features.
 
     A stratified, seeded split (``protocol.train_val_split``) holds out 47% as the test part
-    (about 300 training and 269 test points).
+    (301 training and 268 test points).
     """
     X, y = data.breast_cancer(dtype=F64)
     if scale is Scale.CI:
