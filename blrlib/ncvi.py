@@ -87,7 +87,8 @@ class LogisticFactors:
         if not ((y == 0) | (y == 1)).all():
             raise ValueError("y: labels must be 0 or 1")
         self.X, self.y = X, y.to(X.dtype)
-        self.nodes, self.weights = _gauss_hermite(count(n_points, "n_points"), X.dtype)
+        nodes, weights = _gauss_hermite(count(n_points, "n_points"), X.dtype)
+        self.nodes, self.weights = nodes.to(X.device), weights.to(X.device)
 
     def marginals(self, mu: Params) -> tuple[Tensor, Tensor]:
         """Mean and variance of a_i = x_i^T w under q, each (N,) (row i of batched mu for i)."""
