@@ -80,6 +80,7 @@ def test_mixture_modes_ci():
     result = experiments.run("mixture_modes", scale="ci", device="cpu")["result"]
     assert result["seeds"] == [0] and len(result["runs"]) == 1
     final = torch.tensor(result["runs"][0]["means"][-1], dtype=F64)
+    assert result["runs"][0]["final_means"] == result["runs"][0]["means"][-1]
     assert len({tuple(r) for r in torch.sign(final).tolist()}) == 4
     assert result["summary"]["n_wells"]["mean"] == 4.0
     assert result["summary"]["all_four"] == {"mean": 1.0, "sd": 0.0, "n": 1, "values": [1.0]}
