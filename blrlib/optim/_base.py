@@ -94,6 +94,8 @@ class BLROptimizer(torch.optim.Optimizer):
         ValueError, TypeError: a setting outside its range, naming it.
     """
 
+    samples_posterior: bool = True  # False: predict() refuses draws from q (AdamLike)
+
     def __init__(
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],

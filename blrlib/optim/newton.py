@@ -64,7 +64,11 @@ class AdamLike(BLROptimizer):
 
     The Hessian estimate is the squared gradient of bar-ell / N, the scaling its square root
     plus ``eps``; with ``betas[0] = 0`` and ``bias_correction=False`` it is RMSprop.
-    Its q = N(m, 1 / (N (sqrt(h) + eps))) is only the crude Gaussian that Sec 4.4 warns about.
+    Its scaling is not a posterior precision: near a minimum the squared mini-batch gradient
+    estimates (1/M) of the Gauss-Newton diagonal (M the batch size), and the weights are
+    never trained under the noise, so draws from N(m, 1 / (N (sqrt(h) + eps))) predict at
+    chance (0.08 accuracy on digits, against 0.98 at the mean). :func:`blrlib.optim.predict`
+    therefore refuses ``n_samples > 0`` here, except the dropout masks alone (``noise=False``).
 
     With ``dropout = pi1 < 1`` the squared gradient is that of the masked, 1/pi1-scaled
     gradient (Sec 4.2 applied to Eq 43): RMSprop/Adam with dropout, the parameters being
@@ -74,6 +78,8 @@ class AdamLike(BLROptimizer):
         betas: (gamma, 1 - beta), each in [0, 1), as in Adam.
         dropout, generator: pi1 and the generator of the masks.
     """
+
+    samples_posterior = False
 
     def __init__(
         self,
