@@ -40,7 +40,7 @@ def _mlp(hidden: int) -> Callable[[], nn.Module]:
         return nn.Sequential(
             nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
             nn.Linear(hidden, 10),
-        )  # fmt: skip
+        ).float()  # fmt: skip
 
     return build
 
@@ -50,7 +50,7 @@ def _cnn() -> nn.Module:
         nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(128 * 64, 256), nn.ReLU(), nn.Linear(256, 10),
-    )  # fmt: skip
+    ).float()  # fmt: skip
 
 
 def _models(
@@ -58,9 +58,10 @@ def _models(
 ) -> dict[str, tuple[Callable[[], nn.Module], Tensor, Tensor]]:
     g = torch.Generator().manual_seed(0)
     y = torch.randint(0, 10, (batch,), generator=g)
-    out = {"mlp": (_mlp(hidden), torch.randn(batch, 64, generator=g), y)}
+    f32 = torch.float32  # as networks are trained, whatever the default dtype
+    out = {"mlp": (_mlp(hidden), torch.randn(batch, 64, generator=g, dtype=f32), y)}
     if device.type == "cuda":
-        out["cnn"] = (_cnn, torch.randn(batch, 3, 32, 32, generator=g), y)
+        out["cnn"] = (_cnn, torch.randn(batch, 3, 32, 32, generator=g, dtype=f32), y)
     return out
 
 
@@ -133,7 +134,7 @@ def step_times(
         names: among "adam" (always run), "adam_like", "von", "vogn", "ivon"; by default all,
             "ivon" only where the ``ivon-opt`` package is installed.
         hidden, batch: the MLP 64-hidden-hidden-10 and the batch size (default: 300k
-            parameters, batch 128).
+            parameters, batch 128). Models and data are float32 whatever the default dtype.
 
     Returns:
         ``{"mlp/von": row, ...}``, each row with ``seconds`` (the median round's seconds per

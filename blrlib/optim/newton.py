@@ -26,12 +26,14 @@ __all__ = ["AdamLike", "Newton"]
 
 
 class Newton(BLROptimizer):
-    """Eq 37 (``beta = lr``) and Eq 36 (separate rates), with App F's natural momentum.
+    """Eq 37 (``beta = lr``) and Eq 36 (separate rates, |Hessian|), with App F's momentum.
 
     Args:
         params: parameters or groups. n_data: N (required). lr, beta: the rates of m and s.
         gamma: momentum (Eq 80). prior_prec: delta. hess_init: s_0 = N hess_init + delta.
         model, loss_fn: for :meth:`backward`, which computes the exact Hessian diagonal.
+        absolute: Eq 36's estimate, the mean of the per-example |diagonals| (one Hessian per
+            example), which keeps s >= delta on a non-convex loss; False: Eq 37's diagonal.
         dropout: pi1; below 1 this is Newton with dropout, Eq 42-43 with a diagonal S.
         generator: for the dropout masks.
     """
@@ -50,10 +52,14 @@ class Newton(BLROptimizer):
         loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
         dropout: float | ConcreteDropout = 1.0,
         generator: torch.Generator | None = None,
+        absolute: bool = False,
     ) -> None:
+        if not isinstance(absolute, bool):
+            raise TypeError(f"absolute must be a bool; got {type(absolute).__name__}")
+        hessian = HessianEstimate.ABS_AUTOGRAD if absolute else HessianEstimate.AUTOGRAD
         super().__init__(
             params, n_data=n_data, lr=lr, beta=lr if beta is None else beta, gamma=gamma,
-            prior_prec=prior_prec, hess_init=hess_init, estimator="delta", hessian="autograd",
+            prior_prec=prior_prec, hess_init=hess_init, estimator="delta", hessian=hessian,
             momentum="natural", model=model, loss_fn=loss_fn, dropout=dropout,
             generator=generator,
         )  # fmt: skip
