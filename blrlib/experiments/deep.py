@@ -194,7 +194,7 @@ batch size, and VON's and VOGN's initial h (forgotten: beta = FORGET / steps).""
 
 def _digits_sizes(scale: Scale) -> dict[str, int]:
     return protocol.by_scale(scale, ci=dict(hidden=32, epochs=20, n_samples=16),
-                             full=dict(hidden=256, epochs=60, n_samples=64))  # fmt: skip
+                             full=dict(hidden=128, epochs=100, n_samples=64))  # fmt: skip
 
 
 class _Fitted:

@@ -149,8 +149,8 @@ def optim_sharp_flat_2d(*, scale: Scale, device: torch.device, seed: int = 0) ->
             gen = torch.Generator(device=device).manual_seed(seed)
             opt = optim.VON([theta], n_data=1, lr=0.05, beta=0.02, gamma=0.9, prior_prec=1e-6,
                             hess_init=1.0, generator=gen)  # fmt: skip
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 2000)
-        for _ in range(2000):
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 1000)
+        for _ in range(1000):
             opt.zero_grad()
             if name == "adam":
                 loss_fn(theta).sum().backward()
