@@ -231,6 +231,21 @@ def _scores(predict: Any, parts: dict[str, tuple[Tensor, Tensor | None]]) -> dic
     return out, probs["test"]
 
 
+_CHUNK = 100
+
+
+def _head_ggn(head: nn.Linear, features: Tensor, y: Tensor) -> Tensor:
+    """The data term of the last layer's GGN, sum_i J_i^T Lambda_i J_i, from ``infer.laplace``
+    on chunks of examples (its Jacobian costs N^2 per call); the prior is added per setting."""
+    bm = infer.BayesModel(head, "categorical", prior_precision=1.0)
+    eye = torch.eye(bm.dim, dtype=features.dtype, device=features.device)
+    total = torch.zeros_like(eye)
+    for f, t in zip(features.split(_CHUNK), y.split(_CHUNK), strict=True):
+        q = infer.laplace(bm, f, t, bm.theta0(), curvature="ggn")
+        total += torch.linalg.inv(q.cov) - eye  # the chunk's precision less the prior
+    return total
+
+
 def _tune_seed(seed: int, parts, sizes: dict[str, int], device: torch.device):
     """Every method tuned on the validation NLL; returns ``{method: protocol.Tuned}``."""
     (X, y), (Xv, yv) = parts["train"], parts["val"]
@@ -274,16 +289,19 @@ def _tune_seed(seed: int, parts, sizes: dict[str, int], device: torch.device):
     net = adam.payload.net
     body, head = net[:-1], net[-1]  # features and the last (linear) layer
     with torch.no_grad():
-        features = body(X)
+        ggn = _head_ggn(head, body(X), y)
 
     def laplace(hp: dict[str, Any]) -> tuple[float, _Fitted]:
-        # the logits are linear in the last layer, so its GGN is its exact Hessian; the
+        # the logits are linear in the last layer: its GGN is its exact Hessian, and the
         # Laplace approximation of the head on fixed features is last-layer Laplace
-        bm = infer.BayesModel(head, "categorical", prior_precision=hp["prior_prec"])
-        q = infer.laplace(bm, features, y, bm.theta0(), curvature="ggn")
+        delta = hp["prior_prec"]
+        bm = infer.BayesModel(head, "categorical", prior_precision=delta)
+        prec = ggn + delta * torch.eye(len(ggn), dtype=ggn.dtype, device=ggn.device)
+        q = infer.GaussianPosterior.from_mean_precision(bm.theta0(), prec)
 
-        def predict(x: Tensor) -> Tensor:
-            return predictive.predict(bm, body(x), q, method="probit")
+        def predict(x: Tensor) -> Tensor:  # in chunks: the Jacobian grows with N^2
+            feats = body(x).split(_CHUNK)
+            return torch.cat([predictive.predict(bm, f, q, method="probit") for f in feats])
 
         fitted = _Fitted(net, predict)
         with torch.no_grad():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch.testing import assert_close
 
+from blrlib import infer
 from blrlib.experiments import deep, deep_toys, protocol, run
 
 
@@ -69,7 +70,19 @@ def test_optim_moons_reports_both_starts_and_the_ratios(monkeypatch):
     assert set(res["per_seed"]) == {"adam", "von_h0=0.1", "von_h0=1"}
     adam, von = res["per_seed"]["adam"], res["per_seed"]["von_h0=1"]
     for r in ("far", "between"):
-        expected = [v[f"entropy_{r}"] / a[f"entropy_{r}"] for v, a in zip(von, adam)]
+        expected = [v[f"entropy_{r}"] / a[f"entropy_{r}"] for v, a in zip(von, adam, strict=True)]
         assert res["ratio"]["von_h0=1"][r] == expected
     assert len(von[0]["precisions"]) == 6 and res["summary"]["adam"]["entropy_far"]["n"] == 2
     assert len(res["picture"]["entropy"]["adam"]) == 6
+
+
+def test_head_ggn_in_chunks_is_laplace_on_all_examples():
+    """Summing the chunks' GGNs (infer.laplace on 100 examples at a time, prior removed) gives
+    infer.laplace's precision on all of them, less the prior: the GGN is a sum over examples."""
+    g = torch.Generator().manual_seed(0)
+    features, y = torch.randn(250, 4, generator=g), torch.randint(0, 3, (250,), generator=g)
+    head = torch.nn.Linear(4, 3)
+    bm = infer.BayesModel(head, "categorical", prior_precision=2.0)
+    q = infer.laplace(bm, features, y, bm.theta0(), curvature="ggn")
+    expected = torch.linalg.inv(q.cov) - 2.0 * torch.eye(bm.dim)
+    assert_close(deep._head_ggn(head, features, y), expected, rtol=1e-10, atol=1e-10)

@@ -196,9 +196,10 @@ def test_predict_one_draw_is_a_forward_pass_at_m_plus_eps_over_sqrt_s():
     state = opt.generator.get_state()
     eps = torch.randn(sum(p.numel() for p in params), generator=opt.generator)
     opt.generator.set_state(state)
-    theta = [mi + e.view_as(mi) / si.sqrt()
-             for mi, e, si in zip(m, eps.split([p.numel() for p in params]), s, strict=True)]
-    manual = torch.softmax(torch.func.functional_call(model, dict(zip(names, theta)), (x,)), -1)
+    parts = eps.split([p.numel() for p in params])
+    theta = [mi + e.view_as(mi) / si.sqrt() for mi, e, si in zip(m, parts, s, strict=True)]
+    weights = dict(zip(names, theta, strict=True))
+    manual = torch.softmax(torch.func.functional_call(model, weights, (x,)), -1)
     assert_close(optim.predict(model, opt, x, n_samples=1), manual, rtol=0, atol=1e-12)
     assert all(torch.equal(p, mi) for p, mi in zip(params, m, strict=True))  # restored
 

@@ -135,8 +135,11 @@ def test_eq36_absolute_hessian_is_the_mean_of_per_example_absolute_diagonals():
     above (triangle inequality), so beta = 1 gives s = N h_hat + delta >= delta."""
     model, x, y, loss = problem(N)
     theta = flat(model)
-    per = torch.stack([torch.diagonal(torch.func.hessian(lambda t, i=i: loss.per_example(t)[i])(theta))
-                       for i in range(N)])  # fmt: skip
+
+    def diag(i):  # the Hessian diagonal of example i's loss
+        return torch.diagonal(torch.func.hessian(lambda t: loss.per_example(t)[i])(theta))
+
+    per = torch.stack([diag(i) for i in range(N)])
     opt = optim.Newton(model.parameters(), n_data=N, lr=RHO, beta=1.0, prior_prec=DELTA,
                        model=model, loss_fn=per_example_ce, absolute=True)  # fmt: skip
     opt.backward(x, y)
