@@ -26,6 +26,7 @@ CHAPTERS = {
     "sgd": "sgd_bayes",
     "sgd_posterior": "sgd_bayes",
     "deep": "optim",
+    "deep_toys": "optim",
     "dropout": "dropout",
     "binary": "binary",
     "conjugate_em": "conjugate_em",
