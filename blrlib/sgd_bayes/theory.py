@@ -158,8 +158,9 @@ def stationary_covariance(
     *additive*: drawn independently of theta, with the covariance C / S it has at theta*.
     Real minibatch gradients also carry a multiplicative part: on a quadratic loss,
     g_S = A_S (theta - theta*) + g_S(theta*) with A_S the minibatch Hessian, so the noise
-    grows with |theta - theta*|. It adds about tr(A Sigma) / S relative to C / S (1/N per
-    parameter at eps*), which this function leaves out.
+    grows with |theta - theta*|. For Gaussian inputs and unit noise variance it adds
+    (A Sigma A + A tr(A Sigma)) / S to C / S ~ A / S, a relative O(tr(A Sigma)), which is P / N
+    at eps*; this function leaves it out (:func:`least_squares_covariance` includes it).
 
     Stability: the iteration converges in distribution only when every eigenvalue lambda of
     H A satisfies eps lambda < 2 (1 + mu) (the spectral radius of the state's transition
