@@ -135,8 +135,12 @@ def _sizes(scale: Scale) -> dict[str, int]:
         scale,
         ci={"n": 300, "dim": 2, "batch": 10, "main": 1000, "group": 200, "burn": 300,
             "kept": 300, "precond": 600, "precond_steps": 150},
-        full={"n": 5000, "dim": 10, "batch": 10, "main": 8000, "group": 1500, "burn": 6000,
-              "kept": 6000, "precond": 8000, "precond_steps": 3000},
+        # full: about 13 us of CPU per chain and step at P = 10 (measured on 20 steps), so
+        # run A (12000 chains, the padded batch sweep counted 1.25x) takes about 100 M chain-steps
+        # in all with the averaging and preconditioned runs: 15-20 minutes on 2 cores. At
+        # N = 2000 the slowest covariance mode at eps* / 2 relaxes in about 600 steps.
+        full={"n": 2000, "dim": 10, "batch": 10, "main": 4000, "group": 800, "burn": 2500,
+              "kept": 2500, "precond": 4000, "precond_steps": 1500},
     )  # fmt: skip
 
 

@@ -55,7 +55,7 @@ def sgd_vem(*, scale: Scale, device: torch.device, seed: int = 0) -> dict[str, A
     z = protocol.by_scale(
         scale,
         ci={"n": 200, "dim": 5, "rounds": 8, "steps": 50, "chains": 100},
-        full={"n": 2000, "dim": 20, "rounds": 30, "steps": 600, "chains": 2000},
+        full={"n": 2000, "dim": 20, "rounds": 20, "steps": 300, "chains": 1000},
     )
     gen = torch.Generator(device=device).manual_seed(seed)
     X = torch.randn(z["n"], z["dim"], generator=gen, dtype=F64, device=device)
@@ -172,7 +172,7 @@ def sgd_logistic(
         scale,
         ci={"chains": 60, "burn": 60, "kept": 120, "thin": 4,
             "hmc": {"chains": 16, "samples": 80, "warmup": 70, "leapfrog": 8}},
-        full={"chains": 1000, "burn": 1000, "kept": 4000, "thin": 40,
+        full={"chains": 500, "burn": 1000, "kept": 2000, "thin": 20,
               "hmc": {"chains": 64, "samples": 1000, "warmup": 500, "leapfrog": 10}},
     )  # fmt: skip
     seeds = protocol.seeds(scale, base=seed, n_seeds=n_seeds, ci=2)
