@@ -21,6 +21,7 @@ ROOT_BOOK = RESULTS_DIR.parent / "book"
 
 CHAPTERS = {
     "primer": "primer",
+    "primer_nets": "primer",
     "minima": "gd_newton_ridge",
     "optimisers": "gd_newton_ridge",
     "sgd": "sgd_bayes",
