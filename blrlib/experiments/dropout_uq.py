@@ -35,12 +35,26 @@ from blrlib.experiments import protocol
 from blrlib.experiments._registry import Scale, register
 from blrlib.experiments.deep import _mlp
 
-__all__ = ["dropout_moons", "dropout_regression"]
+__all__ = ["dropout_moons", "dropout_regression", "paired"]
 
 F64 = torch.float64
 METHODS = ("mc_dropout", "blr_dropout_adam", "von")
 PRIOR_PREC = 1.0
 Predict = Callable[[Tensor, int], tuple[Tensor, Tensor]]
+
+
+def paired(
+    runs: dict[str, list[dict[str, float]]], key: str, a: str, b: str | None = None, *, k=2.0
+) -> tuple[float, float]:
+    """(mean - k se, mean + k se) of ``runs[a][key] - runs[b][key]`` paired by seed.
+
+    With ``b`` None the difference is with 0. A claim "a is below b" holds with a margin when
+    the upper end is below 0 (``protocol.paired_difference``; with one seed, se = 0).
+    """
+    values = [r[key] for r in runs[a]]
+    other = [r[key] for r in runs[b]] if b is not None else [0.0] * len(values)
+    d = protocol.paired_difference(values, other)
+    return d["mean"] - k * d["se"], d["mean"] + k * d["se"]
 
 
 def grids(scale: Scale, n_steps: int, lrs: dict[str, list[float]], h0: float) -> dict[str, Any]:
