@@ -305,7 +305,7 @@ def dropout_moons(
     *, scale: Scale, device: torch.device, seed: int = 0, n_seeds: int | None = None
 ) -> dict[str, Any]:
     """Two moons: accuracy, NLL, ECE, and the confidence far from the data, over seeds."""
-    hidden, n_steps, n_pred = protocol.by_scale(scale, ci=(16, 400, 50), full=(32, 3000, 200))
+    hidden, n_steps, n_pred = protocol.by_scale(scale, ci=(16, 400, 50), full=(32, 2000, 200))
     lrs = protocol.by_scale(
         scale,
         ci={"mc_dropout": [1e-2, 3e-2], "blr_dropout_adam": [1e-2, 3e-2], "von": [0.3, 1.0]},

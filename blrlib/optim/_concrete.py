@@ -117,9 +117,8 @@ def probe_masks(
     z = torch.empty(n_units, dtype=dtype, device=device)
     z.bernoulli_(group["dropout"], generator=generator)
     k = min(setting.probes, n_units)
-    perm = torch.randperm(n_units, generator=generator, device="cpu")[:k]
-    idx = perm.to(device)
-    z[idx] = torch.rand(k, generator=generator, dtype=dtype, device="cpu").to(device)
+    idx = torch.randperm(n_units, generator=generator, device=device)[:k]
+    z[idx] = torch.rand(k, generator=generator, dtype=dtype, device=device)
     return z, idx
 
 
