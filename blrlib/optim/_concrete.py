@@ -38,14 +38,17 @@ et al. 2016): with relaxed masks z~ = sigmoid((lam + L) / tau), E_L[d loss / d z
 d lam] -> pi1 (1 - pi1) E_u[d loss / d z (u)] as tau -> 0, so that dividing by the Fisher
 pi1 (1 - pi1), as the natural gradient does, leaves the probe's expectation. At tau > 0 that
 division multiplies the estimate's variance by about 1 / (pi1 (1 - pi1)) (the relaxed gradient
-is non-zero only on the rare draws near the threshold), which made a learned pi1 near 1 jump
-between its bounds; a probe's variance does not depend on pi1.
+is non-zero only on the rare draws near the threshold), and with a fixed rho a learned pi1
+near 1 jumps between its bounds; a probe's variance does not depend on pi1.
 
-A probe's mask u also enters the step of the means (z g / pi1 with z = u), which changes the
-expected step of that unit by the factor 1 / (2 pi1) on the steps where it is a probe: a share
-``probes`` / J of them. With a sampling estimator (VON, VOGN) tr S_j^-1 enters c; with the
-delta method (Newton, OGN, AdamLike), which evaluates the loss at z * m and ignores the slab's
-noise, the prior term is evaluated the same way and tr S_j^-1 is left out.
+A probe's mask u also enters the forward pass (that unit at strength u, 1/2 on average) and the
+step of the means (z g / pi1 with z = u), a perturbation of dropout on a share ``probes`` / J of
+the units at each step: keep it small. In ``experiments.dropout_learn_rate`` at n = 400 with 16
+units per layer, 4 probes per layer raised the test NLL by 0.4 nats against 1 probe.
+
+With a sampling estimator (VON, VOGN) tr S_j^-1 enters c; with the delta method (Newton, OGN,
+AdamLike), which evaluates the loss at z * m and ignores the slab's noise, the prior term is
+evaluated the same way and tr S_j^-1 is left out.
 """
 
 from __future__ import annotations
