@@ -57,3 +57,40 @@ def test_approximation_rows_cover_the_grid():
     result = experiments.run("dropout_approximations", scale="ci", device="cpu")["result"]
     assert len(result["rows"]) == 3 * 8 and all(r["valid"] for r in result["rows"])
     assert {g["candidate"] for g in result["gap"]} == {"gal", "blr"}
+
+
+def test_one_run_serves_every_checkpoint():
+    """The steps axis of a grid reuses one run; each checkpoint's snapshot is restored for
+    prediction after the run has gone on."""
+    nets = []
+
+    def make_net(p_drop):
+        torch.manual_seed(0)
+        nets.append(torch.nn.Sequential(torch.nn.Linear(1, 4), torch.nn.ReLU(),
+                                        torch.nn.Linear(4, 1)).double())  # fmt: skip
+        return nets[-1]
+
+    x = torch.linspace(-1, 1, 8, dtype=F64)[:, None]
+    runs = dropout_uq._Runs(make_net, x, x[:, 0] ** 2, likelihood="gaussian", tau=10.0,
+                            seed=0, checkpoints=[3, 6])  # fmt: skip
+    objective = runs.objective("blr_dropout_adam", lambda predict: float(predict(x, 2)[0][0]))
+
+    def weights():
+        return [p.detach().clone() for p in nets[-1].parameters()]
+
+    _, early = objective({"lr": 0.1, "p_drop": 0.1, "steps": 3})
+    at_3 = weights()
+    objective({"lr": 0.1, "p_drop": 0.1, "steps": 6})
+    at_6 = weights()
+    assert len(nets) == 1
+    assert not all(torch.equal(a, b) for a, b in zip(at_3, at_6, strict=True))
+    early(x, 2)
+    assert all(torch.equal(a, b) for a, b in zip(weights(), at_3, strict=True))
+
+
+def test_paired_bounds():
+    runs = {"a": [{"v": 1.0}, {"v": 3.0}], "b": [{"v": 0.0}, {"v": 0.0}]}
+    d = protocol.paired_difference([1.0, 3.0], [0.0, 0.0])
+    low, high = dropout_uq.paired(runs, "v", "a", "b")
+    assert_close((low, high), (d["mean"] - 2 * d["se"], d["mean"] + 2 * d["se"]))
+    assert dropout_uq.paired({"a": [{"v": -0.5}]}, "v", "a") == (-0.5, -0.5)
