@@ -14,7 +14,7 @@ RENDER_CONFIG = _build/_config.render-check.yml
 JOBS ?= 2
 PARALLEL = OMP_NUM_THREADS=1
 
-.PHONY: venv book test render-check lint clean
+.PHONY: venv book test render-check lint clean results
 
 venv: $(STAMP)
 
@@ -53,6 +53,11 @@ render-check: $(STAMP)
 	yaml.safe_dump(c, open('$(RENDER_CONFIG)', 'w'), sort_keys=False)"
 	$(BIN)/jupyter-book build . --config $(RENDER_CONFIG) -W -n --keep-going \
 		--path-output _build/render-check
+
+# Every full-scale experiment whose record in results/ is missing or older than its code, one
+# after another (a clean working tree is required); commit results/ afterwards.
+results: $(STAMP)
+	$(BIN)/python -m blrlib.experiments --stale --scale full
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

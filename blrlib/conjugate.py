@@ -18,7 +18,7 @@ posterior is one BLR step with rho = 1 from any lam, lam* = lam_0 + sum_i lam~_i
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -45,6 +45,7 @@ __all__ = [
     "NormalWishartLikelihood",
     "PoissonLikelihood",
     "log_marginal_likelihood",
+    "online",
     "posterior",
     "site_terms",
 ]
@@ -94,6 +95,11 @@ class Likelihood:
     def log_prob_stats(self, y: Tensor, stats: Params) -> Tensor:
         """log p(y_i | theta) for each i, given stats = T(theta) (or mu = E_q[T]); shape (N,)."""
         raise NotImplementedError
+
+    def subset(self, index: slice) -> Likelihood:
+        """The likelihood of the observations ``y[index]`` (the same object unless it holds
+        per-observation inputs, such as a design matrix)."""
+        return self
 
 
 @dataclass(frozen=True)
@@ -180,6 +186,14 @@ class GaussianLikelihood(Likelihood):
         if not torch.isfinite(self.design).all():
             raise ValueError("design contains non-finite values (NaN or inf)")
         return y
+
+    def subset(self, index: slice) -> GaussianLikelihood:
+        """The rows ``index`` of the design matrix and of a per-observation noise variance."""
+        noise = self.noise_var
+        if isinstance(noise, Tensor) and noise.dim() > 0:
+            noise = noise[index]
+        design = None if self.design is None else self.design[index]
+        return replace(self, noise_var=noise, design=design)
 
     def log_prob_stats(self, y: Tensor, stats: Params) -> Tensor:
         """-(y^2 - 2 y x^T theta + x^T theta theta^T x) / (2 sigma^2) - log(2 pi sigma^2) / 2."""
@@ -268,6 +282,43 @@ def posterior(
     return blr.step(
         family, lam, rho=rho, prior=prior, estimator="exact", expected_loss=expected_loss
     )
+
+
+def online(
+    family: ExponentialFamily,
+    prior: Params,
+    likelihood: Likelihood,
+    y: Tensor,
+    *,
+    rho: float = 1.0,
+) -> list[Params]:
+    """Online learning by the BLR: one step per observation, in the order of ``y``.
+
+    Implements the online form at the end of Sec 5.4 of Khan & Rue (2023),
+    q_(t+1) = argmin_q E_q[-log p(y_t | theta)] + KL(q || q_t) / rho (the exponential-weights
+    update), whose minimiser is q_(t+1) ~ q_t p(y_t | theta)^rho: for a conjugate likelihood,
+    lam_(t+1) = lam_t + rho lam~_t(y_t), which is :func:`posterior` with q_t as the prior.
+    With rho = 1 it is sequential Bayes and lam_N is the batch posterior; for Bayesian linear
+    regression the mean of lam_t is the ridge solution on the first t observations, the
+    forecaster of Azoury and Warmuth (2001).
+
+    Args:
+        family, prior, likelihood, y: as in :func:`posterior`.
+        rho: the weight of each observation, in (0, 1].
+
+    Returns:
+        [lam_0 = prior, lam_1, ..., lam_N].
+
+    Raises:
+        TypeError, ValueError: as :func:`posterior`.
+    """
+    y = likelihood.check(family, y)
+    family.check_natural(prior, "prior")
+    lams = [prior]
+    for t in range(y.shape[0]):
+        step = slice(t, t + 1)
+        lams.append(posterior(family, lams[-1], likelihood.subset(step), y[step], rho=rho))
+    return lams
 
 
 def site_terms(

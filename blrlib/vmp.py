@@ -197,25 +197,49 @@ def _check_resp(model: BayesianGMM, y: Tensor, resp0: object) -> Tensor:
     return resp0
 
 
-def run_vmp(model: BayesianGMM, y: Tensor, resp0: Tensor, *, n_iter: int) -> dict[str, list]:
-    """VMP: the global step from resp0, then n_iter rounds of (local, global) steps at rho = 1.
+def run_vmp(
+    model: BayesianGMM,
+    y: Tensor,
+    resp0: Tensor,
+    *,
+    n_iter: int,
+    tol: float | None = None,
+) -> dict:
+    """VMP: the global step from resp0, then up to n_iter (local, global) rounds at rho = 1.
+
+    Args:
+        model: the Bayesian Gaussian mixture.
+        y: data (N, D).
+        resp0: initial responsibilities (N, K), rows on the simplex.
+        n_iter: the largest number of rounds.
+        tol: stop once a round raised the ELBO by less than ``tol``; None runs all ``n_iter``.
 
     Returns:
-        ``{"state": [...], "elbo": [...], "resp": [...]}``, one entry per round (the initial
-        global step first); ``elbo[t]`` is evaluated at (resp[t], state[t]).
+        ``{"state": [...], "elbo": [...], "resp": [...], "converged": bool, "n_iter": int}``,
+        one entry per round (the initial global step first); ``elbo[t]`` is evaluated at
+        (resp[t], state[t]); ``converged`` is False when ``tol`` is None.
+
+    Raises:
+        TypeError, ValueError: bad ``y``, ``resp0``, ``n_iter`` or ``tol``.
     """
     y = _check_y(model, y)
     resp = _check_resp(model, y, resp0)
     count(n_iter, "n_iter", minimum=0)
+    tol = None if tol is None else positive_float(tol, "tol")
     state = global_step(model, model.prior, y, resp)
-    out: dict[str, list] = {"state": [state], "elbo": [elbo(model, state, y, resp).item()]}
+    out: dict = {"state": [state], "elbo": [elbo(model, state, y, resp).item()]}
     out["resp"] = [resp]
+    converged = False
     for _ in range(n_iter):
         resp = local_step(model, state, y)
         state = global_step(model, state, y, resp)
         out["state"].append(state)
         out["elbo"].append(elbo(model, state, y, resp).item())
         out["resp"].append(resp)
+        if tol is not None and out["elbo"][-1] - out["elbo"][-2] < tol:
+            converged = True
+            break
+    out["converged"], out["n_iter"] = converged, len(out["state"]) - 1
     return out
 
 

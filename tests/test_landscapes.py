@@ -7,10 +7,19 @@ import math
 import pytest
 import torch
 from numpy.polynomial.hermite_e import hermegauss
+from scipy.optimize import minimize, minimize_scalar
 from torch.func import grad, hessian
 from torch.testing import assert_close
 
-from blrlib.landscapes import DoubleWell, SharpFlat, Wall, grid_posterior
+from blrlib.landscapes import (
+    DoubleWell,
+    SharpFlat,
+    Wall,
+    bayes_objective,
+    best_gaussian,
+    grid_posterior,
+    local_minima,
+)
 
 F64 = torch.float64
 
@@ -107,3 +116,72 @@ def test_grid_posterior_is_normalised(loss, lo, hi):
     assert_close(torch.trapezoid(density, grid), torch.tensor(1.0, dtype=F64), rtol=0, atol=1e-6)
     _, _, log_z_fine = grid_posterior(loss, lo, hi, n=16001)
     assert_close(log_z, log_z_fine, rtol=0, atol=1e-6)
+
+
+# ------------------------------------------------------------------- references for the BLR
+
+
+@pytest.mark.parametrize(
+    ("loss", "lo", "hi", "n_minima"),
+    [(SharpFlat(), -2.0, 5.0, 2), (Wall(), -2.0, 1.1, 1), (SharpFlat(scale=20.0), -2.0, 5.0, 2)],
+    ids=["sharp-flat", "wall", "sharp-flat-scaled"],
+)
+def test_local_minima_are_scipy_minima(loss, lo, hi, n_minima):
+    """Each local minimiser is scipy's bounded Brent minimum of its interval (1e-7: Brent stops
+    at 1e-10 in theta, the Newton refinement at rounding); the first is the lowest."""
+    minima = local_minima(loss, lo, hi)
+    assert minima.shape == (n_minima,)
+    values = loss(minima.unsqueeze(-1))
+    assert (values[:-1] <= values[1:]).all()
+    ordered = minima.sort().values.tolist()
+    cuts = [lo, *((a + b) / 2 for a, b in zip(ordered[:-1], ordered[1:], strict=True)), hi]
+    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+        res = minimize_scalar(
+            lambda t: float(loss(torch.tensor([t], dtype=F64))),
+            bounds=(a, b),
+            method="bounded",
+            options={"xatol": 1e-10},
+        )
+        assert (minima - res.x).abs().min() < 1e-7
+
+
+def test_best_gaussian_is_a_grid_point_near_the_optimum():
+    """The grid optimum over (m, var) is within a grid spacing of scipy's Nelder-Mead optimum of
+    the same objective over (m, log var), and no lower than it (it is restricted to the grid)."""
+    loss = Wall()
+    means = torch.linspace(-1.5, 1.5, 301, dtype=F64)
+    variances = torch.logspace(-2.5, 0.5, 301, dtype=F64)
+    m, var, objective = best_gaussian(loss, means, variances)
+
+    def f(x):
+        return float(bayes_objective(loss, torch.tensor(x[0]), torch.tensor(math.exp(x[1]))))
+
+    res = minimize(f, [0.0, 0.0], method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-14})
+    assert abs(m - res.x[0]) <= 0.01
+    assert abs(math.log(var) - res.x[1]) <= 3.0 / 300 * math.log(10)
+    assert res.fun <= objective <= res.fun + 1e-3
+
+
+def test_bayes_objective_is_expected_loss_minus_entropy():
+    """E_q[bar-ell] - H(q), with the Gaussian entropy from torch.distributions (1e-12)."""
+    loss = SharpFlat()
+    m = torch.tensor([-1.0, 0.3, 2.5], dtype=F64)
+    var = torch.tensor([0.01, 0.2, 1.0], dtype=F64)
+    entropy = torch.distributions.Normal(m, var.sqrt()).entropy()
+    expected = torch.stack(
+        [loss.expected(a.view(1), b.view(1)) for a, b in zip(m, var, strict=True)]
+    )
+    assert_close(bayes_objective(loss, m, var), expected - entropy, rtol=1e-12, atol=1e-12)
+
+
+def test_reference_input_checks():
+    with pytest.raises(ValueError, match="lo, hi"):
+        local_minima(Wall(), 1.0, 0.0)
+    with pytest.raises(ValueError, match="n"):
+        local_minima(Wall(), 0.0, 1.0, n=2)
+    with pytest.raises(ValueError, match="no interior minimum"):
+        local_minima(Wall(), -2.0, 0.0)  # the loss decreases all the way to 0
+    with pytest.raises(ValueError, match="variances"):
+        best_gaussian(Wall(), torch.zeros(3), torch.tensor([1.0, 0.0]))
+    with pytest.raises(ValueError, match="1-D"):
+        best_gaussian(Wall(), torch.zeros(3, 1), torch.ones(2))

@@ -50,7 +50,7 @@ def test_gp_is_one_blr_step(kind: str, sk_kernel, with_test: bool) -> None:
     assert_close(std, torch.from_numpy(sk_std), rtol=1e-8, atol=1e-8)
     # the log evidence of the same BLR posterior equals sklearn's log marginal likelihood
     q = Gaussian(25, dtype=F64)
-    prior = q.natural_from_moments(torch.zeros(25), torch.linalg.inv(cov[:25, :25]))
+    prior = q.natural_from_mean_precision(torch.zeros(25), torch.linalg.inv(cov[:25, :25]))
     lik = conjugate.GaussianLikelihood(0.09, design=torch.eye(25))
     post = conjugate.posterior(q, prior, lik, y)
     lml = conjugate.log_marginal_likelihood(q, prior, post, lik, y)

@@ -53,3 +53,26 @@ def test_bad_input():
         metrics.ece(torch.tensor([0.5, 0.5]), y, n_bins=0)
     with pytest.raises(ValueError, match="var"):
         metrics.gaussian_nll(torch.zeros(2), torch.zeros(2), y)
+
+
+def test_labels_of_shape_n_by_one_give_the_same_scores():
+    probs = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3], [0.6, 0.3, 0.1]])
+    y = torch.tensor([0, 2, 0, 1])
+    for score in (metrics.accuracy, metrics.nll, metrics.brier, metrics.ece):
+        assert score(probs, y[:, None]) == score(probs, y), score.__name__
+        assert score(probs, y.double()) == score(probs, y), score.__name__
+
+
+@pytest.mark.parametrize(
+    ("probs", "y"),
+    [
+        (torch.tensor([0.9, 0.2]), torch.tensor([0.0, 2.0])),  # label 2 of a binary problem
+        (torch.full((2, 3), 1 / 3), torch.tensor([0, 5])),  # class 5 of 3
+        (torch.full((2, 3), 1 / 3), torch.tensor([0.5, 1.0])),  # not an index
+        (torch.full((2, 3), 1 / 3), torch.zeros(2, 2)),  # not (N,) or (N, 1)
+    ],
+)
+def test_labels_that_are_not_class_indices_are_refused(probs, y):
+    for score in (metrics.accuracy, metrics.nll, metrics.brier, metrics.ece):
+        with pytest.raises(ValueError, match="y"):
+            score(probs, y)

@@ -88,6 +88,19 @@ def test_vmp_elbo_never_decreases() -> None:
     assert (elbo.diff() >= -1e-9 * elbo.abs().max()).all(), elbo.diff().min()
 
 
+def test_vmp_tol_stops_and_reports_convergence() -> None:
+    y = gmm_blobs(200, seed=3)
+    resp0 = _kmeans_resp(y)
+    out = vmp.run_vmp(_model(), y, resp0, n_iter=300, tol=1e-8)
+    assert out["converged"] and out["n_iter"] < 300 and len(out["state"]) == out["n_iter"] + 1
+    assert 0 <= out["elbo"][-1] - out["elbo"][-2] < 1e-8
+    short = vmp.run_vmp(_model(), y, resp0, n_iter=1, tol=1e-8)
+    assert not short["converged"] and short["n_iter"] == 1
+    assert not vmp.run_vmp(_model(), y, resp0, n_iter=2)["converged"]
+    with pytest.raises(ValueError, match="tol"):
+        vmp.run_vmp(_model(), y, resp0, n_iter=2, tol=0.0)
+
+
 def test_svi_full_batch_at_rho_one_is_vmp() -> None:
     y = gmm_blobs(150, seed=2)
     resp0 = _kmeans_resp(y)

@@ -34,6 +34,7 @@ from typing import Any, Generic, TypeVar
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from blrlib import _checks
 
@@ -43,6 +44,7 @@ __all__ = [
     "by_scale",
     "grid_points",
     "paired_difference",
+    "progress",
     "seeds",
     "split",
     "summarise",
@@ -128,6 +130,13 @@ def seeds(
     if n_seeds is not None:
         n = _checks.count(n_seeds, "n_seeds")
     return [base + i for i in range(n)]
+
+
+def progress(items: Sequence[T], scale: Scale | str, desc: str) -> Sequence[T] | Any:
+    """``items`` with a tqdm progress bar above ci scale (a chapter's ci run prints none)."""
+    if as_scale(scale) is Scale.CI:
+        return items
+    return tqdm(items, desc=desc, leave=False)
 
 
 # ------------------------------------------------------------------------------ splits

@@ -3,7 +3,7 @@
     import torch
     from blrlib.families import Gaussian
     q = Gaussian(2, dtype=torch.float64)
-    lam = q.natural_from_moments(torch.zeros(2), torch.eye(2))
+    lam = q.natural_from_mean_precision(torch.zeros(2), torch.eye(2))
     mu = q.to_expectation(lam)
 
 Each family maps natural parameters ``lam`` to expectation parameters ``mu`` (and back), and

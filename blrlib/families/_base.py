@@ -3,7 +3,7 @@
     import torch
     from blrlib.families import Gaussian
     q = Gaussian(2, dtype=torch.float64)
-    lam = q.natural_from_moments(torch.zeros(2), torch.eye(2))
+    lam = q.natural_from_mean_precision(torch.zeros(2), torch.eye(2))
     mu = q.to_expectation(lam)  # = grad A(lam), Eq 9
 
 A candidate is q(theta) = h(theta) exp(<lam, T(theta)> - A(lam)) (Sec 1.2 of Khan & Rue, 2023).
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import math
 
 import torch
 from torch import Tensor
@@ -215,6 +216,18 @@ class ExponentialFamily(abc.ABC):
     def _check_n(self, n: int) -> None:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}")
+
+    def _as_param(self, value: object, shape: tuple[int, ...]) -> Tensor:
+        """``value`` as a tensor of the family's dtype and device.
+
+        A Python number or a 0-dim tensor is reshaped to ``shape`` when ``shape`` holds one
+        element, so that a one-dimensional family takes scalars (``Beta(1)
+        .natural_from_shapes(2.0, 3.0)``). Shapes are checked by the caller.
+        """
+        out = torch.as_tensor(value, dtype=self.dtype, device=self.device)
+        if out.dim() == 0 and math.prod(shape) == 1:
+            out = out.reshape(shape)
+        return out
 
     def _randn(self, n: int, generator: torch.Generator | None) -> Tensor:
         self._check_n(n)

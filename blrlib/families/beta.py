@@ -40,15 +40,21 @@ class Beta(ExponentialFamily):
         """The shape parameters (a, b) = (lam1 + 1, lam2 + 1), each (P,)."""
         return lam[0] + 1.0, lam[1] + 1.0
 
-    def natural_from_shapes(self, a: Tensor, b: Tensor) -> Params:
-        """lam = (a - 1, b - 1) from positive shapes (P,).
+    def natural_from_shapes(self, a: Tensor | float, b: Tensor | float) -> Params:
+        """lam = (a - 1, b - 1) from positive shapes (P,) (Python numbers when P = 1).
 
         Raises:
             ValueError: wrong shape, or a shape that is not finite and positive.
         """
-        lam = tuple(torch.as_tensor(x, dtype=self.dtype, device=self.device) - 1.0 for x in (a, b))
+        lam = tuple(self._as_param(x, (self.dim,)) - 1.0 for x in (a, b))
         self.check_natural(lam, "a, b")
         return lam
+
+    def mean_var(self, lam: Params) -> tuple[Tensor, Tensor]:
+        """Mean a / (a + b) and variance a b / ((a + b)^2 (a + b + 1)), each (P,)."""
+        a, b = self.shapes(lam)
+        total = a + b
+        return a / total, a * b / (total**2 * (total + 1.0))
 
     def log_partition(self, lam: Params) -> Tensor:
         """A(lam) = sum log B(a, b) = sum lgamma(a) + lgamma(b) - lgamma(a + b)."""

@@ -3,7 +3,7 @@
     import torch
     from blrlib.families import DiagGaussian
     q = DiagGaussian(3, dtype=torch.float64)
-    lam = q.natural_from_moments(torch.zeros(3), torch.ones(3))  # (s * m, -s / 2)
+    lam = q.natural_from_mean_precision(torch.zeros(3), torch.ones(3))  # (s m, -s/2)
     m, var = q.mean_cov(lam)                                      # var = 1 / s, shape (3,)
 
 The mean-field version of Eq 9 of Khan & Rue (2023), elementwise: lam = (s m, -s/2),
@@ -103,13 +103,20 @@ class DiagGaussian(ExponentialFamily):
         return mu[0], mu[1] - mu[0] * mu[0]
 
     def natural_from_moments(self, m: Tensor, precision: Tensor) -> Params:
+        """The same as :meth:`natural_from_mean_precision`: the second argument is s, not 1/s."""
+        return self.natural_from_mean_precision(m, precision)
+
+    def natural_from_mean_precision(self, m: Tensor, precision: Tensor) -> Params:
         """lam = (s m, -s/2) from a mean (P,) and positive precisions s (P,).
+
+        The second argument holds precisions (inverse variances). With P = 1, Python numbers
+        are accepted.
 
         Raises:
             ValueError: wrong shapes, non-finite values or non-positive precisions.
         """
-        m = torch.as_tensor(m, dtype=self.dtype, device=self.device)
-        precision = torch.as_tensor(precision, dtype=self.dtype, device=self.device)
+        m = self._as_param(m, (self.dim,))
+        precision = self._as_param(precision, (self.dim,))
         for name, value in (("m", m), ("precision", precision)):
             if tuple(value.shape) != (self.dim,):
                 raise ValueError(f"{name} must have shape ({self.dim},), got {tuple(value.shape)}")

@@ -65,6 +65,22 @@ class Dirichlet(ExponentialFamily):
         self.check_natural(lam, "alpha")
         return lam
 
+    def mean_var(self, lam: Params) -> tuple[Tensor, Tensor]:
+        """Mean alpha / alpha_0 and marginal variances, each (K,).
+
+        var_k = alpha_k (alpha_0 - alpha_k) / (alpha_0^2 (alpha_0 + 1)), alpha_0 = sum alpha.
+        """
+        mean, cov = self.mean_cov(lam)
+        return mean, torch.diagonal(cov)
+
+    def mean_cov(self, lam: Params) -> tuple[Tensor, Tensor]:
+        """Mean p = alpha / alpha_0 (K,) and covariance (diag(p) - p p^T) / (alpha_0 + 1)."""
+        alpha = self.concentration(lam)
+        total = alpha.sum()
+        mean = alpha / total
+        cov = (torch.diag(mean) - torch.outer(mean, mean)) / (total + 1.0)
+        return mean, cov
+
     def log_partition(self, lam: Params) -> Tensor:
         """A(lam) = sum_k lgamma(alpha_k) - lgamma(sum_k alpha_k)."""
         alpha = self.concentration(lam)

@@ -40,17 +40,21 @@ class Gamma(ExponentialFamily):
         """(a, b) = (lam1 + 1, -lam2), each (P,)."""
         return lam[0] + 1.0, -lam[1]
 
-    def natural_from_shape_rate(self, a: Tensor, b: Tensor) -> Params:
-        """lam = (a - 1, -b) from a positive shape and rate (P,).
+    def natural_from_shape_rate(self, a: Tensor | float, b: Tensor | float) -> Params:
+        """lam = (a - 1, -b) from a positive shape and rate (P,) (Python numbers when P = 1).
 
         Raises:
             ValueError: wrong shape, or a shape or rate that is not finite and positive.
         """
-        a = torch.as_tensor(a, dtype=self.dtype, device=self.device)
-        b = torch.as_tensor(b, dtype=self.dtype, device=self.device)
+        a, b = (self._as_param(x, (self.dim,)) for x in (a, b))
         lam = (a - 1.0, -b)
         self.check_natural(lam, "a, b")
         return lam
+
+    def mean_var(self, lam: Params) -> tuple[Tensor, Tensor]:
+        """Mean a / b and variance a / b^2, each (P,)."""
+        a, b = self.shape_rate(lam)
+        return a / b, a / b**2
 
     def log_partition(self, lam: Params) -> Tensor:
         """A(lam) = sum lgamma(a) - a log b."""

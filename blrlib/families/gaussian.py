@@ -3,7 +3,7 @@
     import torch
     from blrlib.families import Gaussian
     q = Gaussian(3, dtype=torch.float64)
-    lam = q.natural_from_moments(torch.zeros(3), 2.0 * torch.eye(3))  # (S m, -S/2)
+    lam = q.natural_from_mean_precision(torch.zeros(3), 2.0 * torch.eye(3))  # (S m, -S/2)
     m, cov = q.mean_cov(lam)
 
 Natural and expectation parameters (Eq 9 of Khan & Rue, 2023):
@@ -93,15 +93,22 @@ class Gaussian(ExponentialFamily):
         """(m, cov) = (mu1, mu2 - mu1 mu1^T), differentiable in mu (inverse of Eq 9)."""
         return gm.mean_cov_from_expectation(mu[0], mu[1])
 
-    def natural_from_moments(self, m: Tensor, precision: Tensor) -> Params:
+    def natural_from_mean_precision(self, m: Tensor, precision: Tensor) -> Params:
         """lam = (S m, -S/2) from a mean (P,) and a positive-definite precision S (P, P).
+
+        The second argument is the precision (inverse covariance), the natural scale of Eq 9.
+        With P = 1, Python numbers are accepted.
 
         Raises:
             ValueError: wrong shapes, non-finite values or S not positive definite.
         """
-        m = torch.as_tensor(m, dtype=self.dtype, device=self.device)
-        precision = torch.as_tensor(precision, dtype=self.dtype, device=self.device)
+        m = self._as_param(m, (self.dim,))
+        precision = self._as_param(precision, (self.dim, self.dim))
         return gm.natural_from_checked_moments(m, precision, (self.dim,))
+
+    def natural_from_moments(self, m: Tensor, precision: Tensor) -> Params:
+        """The same as :meth:`natural_from_mean_precision`: the second argument is S, not S^-1."""
+        return self.natural_from_mean_precision(m, precision)
 
     def expected_loss_surrogate(self, mu: Params, grad: Tensor, hess: Tensor | None) -> Tensor:
         """A scalar function of mu whose gradient is the natural gradient of E_q[loss].

@@ -174,6 +174,10 @@ class GaussianMixture(ExponentialFamily):
         return gm.mean_cov_from_expectation(mean, mu[1] / self.weights[:, None, None])
 
     def natural_from_moments(self, m: Tensor, precision: Tensor) -> Params:
+        """The same as :meth:`natural_from_mean_precision`: the second argument is S_k."""
+        return self.natural_from_mean_precision(m, precision)
+
+    def natural_from_mean_precision(self, m: Tensor, precision: Tensor) -> Params:
         """lam_k = (S_k m_k, -S_k/2) from means (K, P) and precisions (K, P, P).
 
         Raises:

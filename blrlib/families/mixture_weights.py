@@ -3,7 +3,9 @@
     import torch
     from blrlib.families import LearnedGaussianMixture
     q = LearnedGaussianMixture(2, 1, dtype=torch.float64)
-    lam = q.natural_from_moments(torch.tensor([[-1.0], [1.0]]), torch.ones(2, 1, 1), [0.3, 0.7])
+    lam = q.natural_from_mean_precision(
+        torch.tensor([[-1.0], [1.0]]), torch.ones(2, 1, 1), [0.3, 0.7]
+    )
     q.weights_of(lam)  # tensor([0.3, 0.7])
 
 The joint q(theta, z = k) = pi_k N(theta | m_k, S_k^-1) is an exponential family with statistics
@@ -120,6 +122,12 @@ class LearnedGaussianMixture(GaussianMixture):
         return gm.mean_cov_from_expectation(mean, mu[1] / pi[:, None, None])
 
     def natural_from_moments(  # type: ignore[override]
+        self, m: Tensor, precision: Tensor, weights: Tensor | list[float]
+    ) -> Params:
+        """The same as :meth:`natural_from_mean_precision`: the second argument is S_k."""
+        return self.natural_from_mean_precision(m, precision, weights)
+
+    def natural_from_mean_precision(  # type: ignore[override]
         self, m: Tensor, precision: Tensor, weights: Tensor | list[float]
     ) -> Params:
         """lam from means (K, P), precisions (K, P, P) and weights (K,), positive, sum one.

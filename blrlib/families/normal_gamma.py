@@ -70,9 +70,7 @@ class NormalGamma(ExponentialFamily):
         Raises:
             ValueError: wrong shapes, non-finite values or non-positive kappa, a or b.
         """
-        m0, kappa, a, b = (
-            torch.as_tensor(x, dtype=self.dtype, device=self.device) for x in (m0, kappa, a, b)
-        )
+        m0, kappa, a, b = (self._as_param(x, (self.pairs,)) for x in (m0, kappa, a, b))
         lam = (kappa * m0, -0.5 * kappa, -b - 0.5 * kappa * m0**2, a - 0.5)
         self.check_natural(lam, "m0, kappa, a, b")
         return lam

@@ -106,7 +106,8 @@ class NormalWishart(ExponentialFamily):
                 positive definite (the message names ``m0, beta, w, nu``).
         """
         kw = {"dtype": self.dtype, "device": self.device}
-        m0, beta, w, nu = (torch.as_tensor(x, **kw) for x in (m0, beta, w, nu))
+        beta, nu = (torch.as_tensor(x, **kw) for x in (beta, nu))
+        m0, w = self._as_param(m0, (self.d,)), self._as_param(w, (self.d, self.d))
         if tuple(w.shape) != (self.d, self.d):
             raise ValueError(f"w must have shape ({self.d}, {self.d}), got {tuple(w.shape)}")
         w_inv = torch.linalg.inv(w)

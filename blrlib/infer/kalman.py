@@ -73,7 +73,7 @@ def kalman_filter(
     for t in range(n_steps):
         pred_means.append(m)
         pred_covs.append(p)
-        prior = q.natural_from_moments(m, torch.linalg.inv(p))
+        prior = q.natural_from_mean_precision(m, torch.linalg.inv(p))
         m, p = q.mean_cov(conjugate.posterior(q, prior, lik, y[t]))  # update: Eq 54
         means.append(m)
         covs.append(p)

@@ -43,12 +43,14 @@ class HessianEstimate(str, Enum):
     """How E_q[diag Hessian] of the batch-mean loss is estimated.
 
     ``gradsq``: the squared gradient (Eq 38, RMSprop/Adam); ``autograd``: the exact diagonal
-    (Eq 36-37, small models); ``gauss_newton``: the mean squared per-example gradient (Eq 45);
+    (Eq 37, small models); ``abs_autograd``: Eq 36's mean of per-example |diagonals|, never
+    negative; ``gauss_newton``: the mean squared per-example gradient (Eq 45);
     ``reparam``: Price's identity E[(theta - m) s g] from the one backward pass (Sec 4.4).
     """
 
     GRADSQ = "gradsq"
     AUTOGRAD = "autograd"
+    ABS_AUTOGRAD = "abs_autograd"
     GAUSS_NEWTON = "gauss_newton"
     REPARAM = "reparam"
 
@@ -89,6 +91,8 @@ class BLROptimizer(torch.optim.Optimizer):
     Raises:
         ValueError, TypeError: a setting outside its range, naming it.
     """
+
+    samples_posterior: bool = True  # False: predict() refuses draws from q (AdamLike)
 
     def __init__(
         self,
@@ -268,10 +272,11 @@ class BLROptimizer(torch.optim.Optimizer):
         if self.model is None or self.loss_fn is None:
             raise ValueError("model, loss_fn: backward() needs both (set them in the constructor)")
         params = [p for _, p in self._params()]
-        if self.hessian is HessianEstimate.AUTOGRAD:
+        if self.hessian in (HessianEstimate.AUTOGRAD, HessianEstimate.ABS_AUTOGRAD):
             loss, grads, hess = _curvature.hessian_diag(
-                self.model, self.loss_fn, params, inputs, targets
-            )
+                self.model, self.loss_fn, params, inputs, targets,
+                absolute=self.hessian is HessianEstimate.ABS_AUTOGRAD,
+            )  # fmt: skip
         else:
             loss, grads, hess = _curvature.gauss_newton(
                 self.model, self.loss_fn, params, inputs, targets
@@ -299,7 +304,7 @@ class BLROptimizer(torch.optim.Optimizer):
         if not pairs:
             raise RuntimeError("step: no parameter has a gradient (call loss.backward() first)")
         needs_draw = self.estimator is Estimator.MC
-        needs_hess = self.hessian in (HessianEstimate.AUTOGRAD, HessianEstimate.GAUSS_NEWTON)
+        needs_hess = self.hessian not in (HessianEstimate.GRADSQ, HessianEstimate.REPARAM)
         for group, p in pairs:
             if needs_draw and p not in self._noise:
                 raise RuntimeError("step: no draw to use; compute the loss inside sampled_params()")

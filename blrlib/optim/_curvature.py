@@ -65,9 +65,18 @@ def gauss_newton(
 
 
 def hessian_diag(
-    model: nn.Module, loss_fn: Loss, params: list[Tensor], x: Tensor, y: Tensor
+    model: nn.Module,
+    loss_fn: Loss,
+    params: list[Tensor],
+    x: Tensor,
+    y: Tensor,
+    *,
+    absolute: bool = False,
 ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
     """Mean loss, its gradient and the exact diagonal of its Hessian (P Hessian-vector products).
+
+    With ``absolute=True`` the diagonal is Eq 36's (1/M) sum_i |diag grad^2 ell_i|, the mean of
+    the per-example diagonals' absolute values (one Hessian per example: small models only).
 
     Returns:
         (loss, grads, hess_diag), one tensor per parameter.
@@ -83,6 +92,16 @@ def hessian_diag(
 
     flat = torch.cat([p.detach().reshape(-1) for p in params])
     g, loss = torch.func.grad_and_value(mean_loss)(flat)
-    h = torch.diagonal(hessian(mean_loss)(flat))
+    if absolute:
+
+        def one(theta: Tensor, xi: Tensor, yi: Tensor) -> Tensor:
+            parts = [t.view(s) for t, s in zip(theta.split(sizes), shapes, strict=True)]
+            out = _call(model, names, parts, rest, xi.unsqueeze(0))
+            return loss_fn(out, yi.unsqueeze(0)).sum()
+
+        per = vmap(lambda xi, yi: torch.diagonal(hessian(one)(flat, xi, yi)))(x, y)
+        h = per.abs().mean(0)
+    else:
+        h = torch.diagonal(hessian(mean_loss)(flat))
     split = lambda v: [t.view(s) for t, s in zip(v.split(sizes), shapes, strict=True)]  # noqa: E731
     return loss, split(g), split(h)

@@ -8,7 +8,10 @@
 
 The Hessian diagonal is Eq 45, (1/M) sum_i (grad ell_i)^2 per example, computed with
 ``torch.func`` (vmap over the batch): exact per-example gradients, for small and medium models.
-OGN evaluates it at the mean (delta method, Eq 44); VOGN at one draw theta ~ q (Eq 46).
+Eq 45 is the empirical Fisher (the paper calls it a Gauss-Newton approximation): for a
+canonical-link likelihood it equals the Gauss-Newton diagonal only in expectation over y drawn
+from the model. OGN evaluates it at the mean (delta method, Eq 44), so its precision converges
+to Eq 45 at its fixed point (book/optim.ipynb checks it); VOGN at one draw theta ~ q (Eq 46).
 """
 
 from __future__ import annotations

@@ -172,18 +172,69 @@ def test_any_module_and_low_precision(dtype):
     assert_close(probs.float().sum(-1), torch.ones(16, dtype=torch.float32), rtol=0, atol=2e-2)
 
 
-def test_predict_averages_probabilities():
-    model, x, _, _ = problem()
-    opt = optim.VON(model.parameters(), n_data=24, generator=torch.Generator().manual_seed(3))
-    probs = optim.predict(model, opt, x, n_samples=5)
-    opt.generator.manual_seed(3)
-    manual = []
-    for _ in range(5):
-        with opt.sampled_params(train=False):
-            manual.append(torch.softmax(model(x), -1))
-    assert_close(probs, torch.stack(manual).mean(0), rtol=0, atol=1e-12)
+def _trained_von(hess_init: float = 1.0, steps: int = 20):
+    model, x, y, _ = problem()
+    opt = optim.VON(model.parameters(), n_data=24, lr=0.05, hess_init=hess_init,
+                    generator=torch.Generator().manual_seed(3))  # fmt: skip
+    for _ in range(steps):
+        opt.zero_grad()
+        with opt.sampled_params(train=True):
+            per_example_ce(model(x), y).mean().backward()
+        opt.step()
+    return model, x, opt
+
+
+def test_predict_one_draw_is_a_forward_pass_at_m_plus_eps_over_sqrt_s():
+    """n_samples=1 is softmax(f(x; m + eps / sqrt(N h + delta))), written here without
+    sampled_params: eps is the generator's next N(0, I) draw over all parameters (one flat
+    draw per group, in parameter order), h the optimizer's state after training."""
+    model, x, opt = _trained_von()
+    names = [k for k, _ in model.named_parameters()]
+    params = list(model.parameters())
+    m = [p.detach().clone() for p in params]
+    s = [24 * opt.state[p]["hess"] + 1.0 for p in params]  # N h + delta (default delta = 1)
+    state = opt.generator.get_state()
+    eps = torch.randn(sum(p.numel() for p in params), generator=opt.generator)
+    opt.generator.set_state(state)
+    parts = eps.split([p.numel() for p in params])
+    theta = [mi + e.view_as(mi) / si.sqrt() for mi, e, si in zip(m, parts, s, strict=True)]
+    weights = dict(zip(names, theta, strict=True))
+    manual = torch.softmax(torch.func.functional_call(model, weights, (x,)), -1)
+    assert_close(optim.predict(model, opt, x, n_samples=1), manual, rtol=0, atol=1e-12)
+    assert all(torch.equal(p, mi) for p, mi in zip(params, m, strict=True))  # restored
+
+
+def test_predict_tends_to_the_mean_prediction_as_the_precision_grows():
+    """The draws' spread is 1 / sqrt(N h + delta), so the averaged probabilities approach
+    softmax(f(x; m)) (n_samples=0) at that rate: 100 times closer for 10^4 times the
+    precision. A predictive that ignored the precision would stay put."""
+    gaps = []
+    for hess_init in (1e2, 1e6):
+        model, x, opt = _trained_von(hess_init=hess_init, steps=0)
+        mean = optim.predict(model, opt, x, n_samples=0)
+        assert_close(mean, torch.softmax(model(x), -1), rtol=0, atol=0)
+        gaps.append((optim.predict(model, opt, x, n_samples=8) - mean).abs().max().item())
+    assert 1e-4 < gaps[0] < 0.1 and gaps[1] < gaps[0] / 30
+    model, x, opt = _trained_von()
     with pytest.raises(ValueError, match="n_samples"):
         optim.predict(model, opt, x, n_samples=-1)
+
+
+def test_adamlike_refuses_to_sample_its_scaling():
+    """AdamLike's sqrt(v) + eps is a step size, not a precision: predict names n_samples."""
+    model, x, y, _ = problem()
+    opt = optim.AdamLike(model.parameters(), n_data=24)
+    opt.zero_grad()
+    per_example_ce(model(x), y).mean().backward()
+    opt.step()
+    with pytest.raises(ValueError, match="n_samples: AdamLike has no posterior"):
+        optim.predict(model, opt, x, n_samples=4)
+    assert_close(optim.predict(model, opt, x, n_samples=0), torch.softmax(model(x), -1))
+    dropped = optim.AdamLike(model.parameters(), n_data=24, dropout=0.5,
+                             generator=torch.Generator().manual_seed(0))  # fmt: skip
+    probs = optim.predict(model, dropped, x, n_samples=4, noise=False)  # masks alone
+    assert_close(probs.sum(-1), torch.ones(24))
+    assert not torch.allclose(probs, torch.softmax(model(x), -1))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")

@@ -202,19 +202,27 @@ def test_contexts_restore_and_give_binary_weights():
         opt.precision(net[0].weight)
 
 
-def test_predict_averages_probabilities_of_binary_draws():
+def test_predict_one_draw_is_a_forward_pass_at_a_bernoulli_draw():
+    """n_samples=1 is softmax(f(x; theta)) with theta_j = +1 when u_j < sigmoid(2 lam_j), else
+    -1, u the generator's next uniform draw over all weights: written here without
+    sampled_params. n_samples=0 is the mode sign(lam)."""
     net, x, _, _ = _problem()
     opt = optim.BayesBiNN(net.parameters(), n_data=N, generator=torch.Generator().manual_seed(3))
-    probs = optim.predict(net, opt, x, n_samples=5)
-    opt.generator.manual_seed(3)
-    manual = []
-    for _ in range(5):
-        with opt.sampled_params(train=False):
-            manual.append(torch.softmax(net(x), -1))
-    assert_close(probs, torch.stack(manual).mean(0), rtol=0, atol=1e-12)
-    with opt.mode_params():
-        mode = torch.softmax(net(x), -1)
-    assert_close(optim.predict(net, opt, x, n_samples=0), mode, rtol=0, atol=0)
+    lam = _flat(net)
+    state = opt.generator.get_state()
+    u = torch.rand(lam.numel(), generator=opt.generator)
+    opt.generator.set_state(state)
+    theta = torch.where(u < torch.sigmoid(2 * lam), 1.0, -1.0)
+
+    def forward(flat):
+        parts = flat.split([p.numel() for p in net.parameters()])
+        weights = {k: t.view_as(p) for (k, p), t in zip(net.named_parameters(), parts, strict=True)}
+        return torch.softmax(functional_call(net, weights, (x,)), -1)
+
+    assert_close(optim.predict(net, opt, x, n_samples=1), forward(theta), rtol=0, atol=1e-12)
+    mode = torch.where(lam >= 0, 1.0, -1.0)
+    assert_close(optim.predict(net, opt, x, n_samples=0), forward(mode), rtol=0, atol=0)
+    assert torch.equal(_flat(net), lam)  # lam restored
 
 
 def test_draws_have_the_bernoulli_frequencies():

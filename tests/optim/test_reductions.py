@@ -127,3 +127,46 @@ def test_eq38_is_torch_adam_and_rmsprop(reference):
             per_example_ce(net(x), y).mean().backward()
             o.step()
     assert_close(flat(model), flat(twin), rtol=0, atol=1e-10)
+
+
+def test_eq36_absolute_hessian_is_the_mean_of_per_example_absolute_diagonals():
+    """Newton(absolute=True): h_hat = (1/M) sum_i |diag grad^2 ell_i|, computed here one example
+    at a time with torch.func.hessian of the flat loss; it bounds |Eq 37's diagonal| from
+    above (triangle inequality), so beta = 1 gives s = N h_hat + delta >= delta."""
+    model, x, y, loss = problem(N)
+    theta = flat(model)
+
+    def diag(i):  # the Hessian diagonal of example i's loss
+        return torch.diagonal(torch.func.hessian(lambda t: loss.per_example(t)[i])(theta))
+
+    per = torch.stack([diag(i) for i in range(N)])
+    opt = optim.Newton(model.parameters(), n_data=N, lr=RHO, beta=1.0, prior_prec=DELTA,
+                       model=model, loss_fn=per_example_ce, absolute=True)  # fmt: skip
+    opt.backward(x, y)
+    opt.step()
+    expected = N * per.abs().mean(0) + DELTA
+    assert_close(_opt_precision(opt, model), expected, rtol=1e-10, atol=0)
+    assert (per.mean(0) < 0).any()  # the plain diagonal is negative somewhere here
+    assert (expected >= N * per.mean(0).abs() + DELTA - 1e-12).all()
+
+
+def test_eq36_equals_eq37_when_every_example_is_convex():
+    """Logistic regression: each ell_i has diagonal p_i (1 - p_i) x_ij^2 >= 0, so |.| is moot."""
+    g = torch.Generator().manual_seed(0)
+    X, t = torch.randn(30, 3, generator=g), torch.randint(0, 2, (30,), generator=g).double()
+
+    def bce(f, v):
+        return torch.nn.functional.binary_cross_entropy_with_logits(f[:, 0], v, reduction="none")
+
+    precisions = []
+    for absolute in (False, True):
+        torch.manual_seed(0)
+        net = torch.nn.Linear(3, 1, bias=False).double()
+        opt = optim.Newton(net.parameters(), n_data=30, beta=1.0, model=net, loss_fn=bce,
+                           absolute=absolute)  # fmt: skip
+        opt.backward(X, t)
+        opt.step()
+        precisions.append(opt.precision(net.weight))
+    assert_close(precisions[1], precisions[0], rtol=1e-12, atol=0)
+    with pytest.raises(TypeError, match="absolute"):
+        optim.Newton(net.parameters(), n_data=30, absolute=1)

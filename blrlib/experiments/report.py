@@ -1,0 +1,95 @@
+"""The results page: every summarised number of every committed record, in one table.
+
+    from blrlib.experiments import report
+    rows = report.rows()            # one row per (experiment, quantity) with mean and sd
+    print(report.markdown(rows))    # the table of the book's results page
+
+A quantity is any ``{"mean", "sd", "n"}`` summary (what ``protocol.summarise`` returns) inside
+a record's result; its name is the path of keys that leads to it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from blrlib.experiments._registry import EXPERIMENTS, RESULTS_DIR, load, source_file
+
+__all__ = ["CHAPTERS", "ROOT_BOOK", "chapter", "markdown", "rows", "summaries"]
+
+ROOT_BOOK = RESULTS_DIR.parent / "book"
+
+CHAPTERS = {
+    "primer": "primer",
+    "minima": "gd_newton_ridge",
+    "optimisers": "gd_newton_ridge",
+    "sgd": "sgd_bayes",
+    "sgd_posterior": "sgd_bayes",
+    "deep": "optim",
+    "deep_toys": "optim",
+    "dropout": "dropout",
+    "binary": "binary",
+    "conjugate_em": "conjugate_em",
+    "vi": "vi",
+    "vi_mixture": "vi",
+}
+"""The chapter (``book/NAME.ipynb``) that shows the experiments of each module."""
+
+
+def chapter(name: str) -> str:
+    """The chapter that shows experiment ``name``.
+
+    Raises:
+        ValueError: unknown ``name``, or a module no chapter shows.
+    """
+    if name not in EXPERIMENTS:
+        raise ValueError(f"name must be one of {sorted(EXPERIMENTS)}; got {name!r}")
+    module = source_file(name).stem
+    if module not in CHAPTERS:
+        raise ValueError(f"name: no chapter shows the experiments of module {module!r}")
+    return CHAPTERS[module]
+
+
+def summaries(tree: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, dict[str, Any]]]:
+    """Every ``{"mean", "sd", "n"}`` summary in nested dicts, with its key path."""
+    if not isinstance(tree, dict):
+        return []
+    if {"mean", "sd", "n"} <= set(tree):
+        return [(" / ".join(prefix), tree)]
+    found = []
+    for key, value in tree.items():
+        found += summaries(value, (*prefix, str(key)))
+    return found
+
+
+def rows(results_dir: Path | str | None = None) -> list[dict[str, Any]]:
+    """One row per summarised quantity of every committed record, experiments in name order."""
+    out = []
+    for name in sorted(EXPERIMENTS):
+        record = load(name, results_dir)
+        if record is None:
+            continue
+        m = record["manifest"]
+        for quantity, s in summaries(record["result"]):
+            out.append({
+                "experiment": name, "chapter": chapter(name), "quantity": quantity,
+                "mean": s["mean"], "sd": s["sd"], "n": s["n"], "scale": m["scale"],
+                "device": m["device"], "wall_time_s": m["wall_time_s"],
+                "commit": m["git_commit"][:7],
+            })  # fmt: skip
+    return out
+
+
+def markdown(table: list[dict[str, Any]]) -> str:
+    """The rows as a Markdown table, each experiment linked to its chapter's page."""
+    lines = [
+        "| experiment | quantity | mean ± sd | seeds | scale | minutes | commit |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in table:
+        lines.append(
+            f"| [{r['experiment']}]({r['chapter']}.html) | {r['quantity']} | "
+            f"{r['mean']:.4g} ± {r['sd']:.2g} | {r['n']} | {r['scale']} | "
+            f"{r['wall_time_s'] / 60:.1f} | {r['commit']} |"
+        )
+    return "\n".join(lines)
