@@ -29,6 +29,7 @@ from blrlib.experiments.deep import _mlp
 __all__ = ["dropout_approximations", "dropout_learn_rate"]
 
 F64 = torch.float64
+METHODS = ("fixed", "learned")
 
 
 def _unit_lam(q: families.SpikeSlab, m: float, prec: float):
@@ -140,20 +141,21 @@ def dropout_learn_rate(
     dropout on both hidden layers, each layer its own group. ``fixed``: pi1 from a grid;
     ``learned``: ``optim.ConcreteDropout`` (rho = 1e-2, one probe per layer) started from each
     value of a grid of the same size; both chosen by the validation NLL of the masks-only
-    predictive (MC dropout at the slab means). Reported per size and seed: test NLL and RMSE
-    on 400 points, the learned logit(pi1) per layer averaged over the second half of training,
-    its standard deviation there, and the logits reached from every start.
+    predictive (MC dropout at the slab means). Reported per size (``by_size``) and seed: test
+    NLL and RMSE on 400 points, the learned logit(pi1) per layer averaged over the second half
+    of training, its standard deviation there, the logits reached from every start, and the
+    first seed's trace; ``summary`` has mean and sd over seeds at the smallest and the largest
+    size (keys that do not depend on the scale).
     """
     size, noise = _learn_sizes(scale), 1.0
     noise_prec = 1 / noise**2
-    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
-        str(n): {"fixed": [], "learned": []} for n in size["sizes"]
-    }
-    traces: dict[str, list[list[float]]] = {}
+    by_size: list[dict[str, Any]] = [
+        {"n": n, "fixed": [], "learned": [], "trace": []} for n in size["sizes"]
+    ]
     for s in protocol.seeds(scale, base=seed, n_seeds=n_seeds, ci=1, full=5):
         x_test, y_test = dropout_uq._gap_data(400, s + 10, device, noise=noise)
-        for n in size["sizes"]:
-            X, y = dropout_uq._gap_data(n, s, device, noise=noise)
+        for entry in by_size:
+            X, y = dropout_uq._gap_data(entry["n"], s, device, noise=noise)
             (X_tr, y_tr), (X_va, y_va) = protocol.train_val_split(X, y, val_fraction=0.25, seed=s)
             ends: list[list[float]] = []
 
@@ -177,7 +179,7 @@ def dropout_learn_rate(
                 net, opt, trace = tuned.payload
                 mean, var = _masks_predictive(net, opt, x_test, size["n_pred"])
                 half = trace[size["steps"] // 2 :]
-                runs[str(n)][name].append({
+                entry[name].append({
                     "nll": metrics.gaussian_nll(mean, var + 1 / noise_prec, y_test),
                     "rmse": float(((mean - y_test) ** 2).mean().sqrt()),
                     "logit": half.mean(0).tolist(), "logit_sd": half.std(0).tolist(),
@@ -185,7 +187,21 @@ def dropout_learn_rate(
                     **({"logits_from_each_start": ends} if name == "learned" else {}),
                 })  # fmt: skip
                 if name == "learned" and s == seed:
-                    traces[str(n)] = trace[:: max(size["steps"] // 100, 1)].tolist()
-    return {"sizes": size["sizes"], "runs": runs, "traces": traces, "noise": noise,
+                    entry["trace"] = trace[:: max(size["steps"] // 100, 1)].tolist()
+    return {"sizes": size["sizes"], "by_size": by_size, "noise": noise,
+            "summary": {"smallest": _learn_summary(by_size[0]),
+                        "largest": _learn_summary(by_size[-1])},
             "trace_every": max(size["steps"] // 100, 1), "steps": size["steps"],
             "seeds": protocol.seeds(scale, base=seed, n_seeds=n_seeds)}  # fmt: skip
+
+
+def _learn_summary(entry: dict[str, Any]) -> dict[str, Any]:
+    """Mean and sd over seeds of one size's test NLLs, their paired difference, the logits."""
+    fixed, learned = entry["fixed"], entry["learned"]
+    out = {f"{k}_nll": protocol.summarise([r["nll"] for r in entry[k]]) for k in METHODS}
+    out["learned_minus_fixed_nll"] = protocol.summarise(
+        [a["nll"] - b["nll"] for a, b in zip(learned, fixed, strict=True)]
+    )
+    for layer in (0, 1):
+        out[f"logit_layer{layer + 1}"] = protocol.summarise([r["logit"][layer] for r in learned])
+    return out
