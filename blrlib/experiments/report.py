@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from blrlib.experiments._registry import EXPERIMENTS, RESULTS_DIR, load, source_file
+from blrlib.experiments._registry import EXPERIMENTS, RESULTS_DIR, is_stale, load, source_file
 
 __all__ = ["CHAPTERS", "ROOT_BOOK", "chapter", "markdown", "rows", "summaries"]
 
@@ -70,19 +70,22 @@ def rows(results_dir: Path | str | None = None) -> list[dict[str, Any]]:
         record = load(name, results_dir)
         if record is None:
             continue
-        m = record["manifest"]
+        m, stale = record["manifest"], is_stale(name, results_dir)
         for quantity, s in summaries(record["result"]):
             out.append({
                 "experiment": name, "chapter": chapter(name), "quantity": quantity,
                 "mean": s["mean"], "sd": s["sd"], "n": s["n"], "scale": m["scale"],
                 "device": m["device"], "wall_time_s": m["wall_time_s"],
-                "commit": m["git_commit"][:7],
+                "commit": m["git_commit"][:7], "stale": stale,
             })  # fmt: skip
     return out
 
 
 def markdown(table: list[dict[str, Any]]) -> str:
-    """The rows as a Markdown table, each experiment linked to its chapter's page."""
+    """The rows as a Markdown table, each experiment linked to its chapter's page.
+
+    A record whose experiment's code changed after it was made is marked "(stale)".
+    """
     lines = [
         "| experiment | quantity | mean ± sd | seeds | scale | minutes | commit |",
         "|---|---|---|---|---|---|---|",
@@ -91,6 +94,6 @@ def markdown(table: list[dict[str, Any]]) -> str:
         lines.append(
             f"| [{r['experiment']}]({r['chapter']}.html) | {r['quantity']} | "
             f"{r['mean']:.4g} ± {r['sd']:.2g} | {r['n']} | {r['scale']} | "
-            f"{r['wall_time_s'] / 60:.1f} | {r['commit']} |"
+            f"{r['wall_time_s'] / 60:.1f} | {r['commit']}{' (stale)' if r['stale'] else ''} |"
         )
     return "\n".join(lines)

@@ -15,6 +15,7 @@ from blrlib.sgd_bayes.samplers import Chains, Sampler, local_quadratic, minibatc
 from blrlib.sgd_bayes.theory import (
     gaussian_kl,
     gradient_noise_covariance,
+    least_squares_covariance,
     optimal_learning_rate,
     optimal_preconditioner,
     per_example_gradients,
@@ -22,6 +23,7 @@ from blrlib.sgd_bayes.theory import (
     sgfs_step,
     sgld_noise,
     stationary_covariance,
+    window_covariance,
 )
 from blrlib.sgd_bayes.vem import evidence_prior_precision, log_evidence, vem_prior_precision
 
@@ -31,6 +33,7 @@ __all__ = [
     "gaussian_kl",
     "gradient_noise_covariance",
     "evidence_prior_precision",
+    "least_squares_covariance",
     "local_quadratic",
     "log_evidence",
     "minibatch_loss",
@@ -43,4 +46,5 @@ __all__ = [
     "sgld_noise",
     "stationary_covariance",
     "vem_prior_precision",
+    "window_covariance",
 ]

@@ -61,8 +61,9 @@ class Chains:
     """The output of :func:`run_chains`.
 
     Attributes:
-        samples: means of consecutive windows of ``window`` iterates after the burn-in,
-            (T, K, P); with ``window=1`` the iterates themselves.
+        samples: means of consecutive windows of ``window`` iterates after the burn-in, every
+            ``thin``-th window kept, (T, K, P); with ``window=1`` and ``thin=1`` the iterates
+            themselves.
         average: the Polyak average of all iterates after the burn-in, per chain, (K, P).
         final: the last iterate of each chain, (K, P).
     """
@@ -139,6 +140,7 @@ def run_chains(
     fisher: Tensor | None = None,
     burn_in: int = 0,
     window: int = 1,
+    thin: int = 1,
     generator: torch.Generator | None = None,
     progress: bool = False,
 ) -> Chains:
@@ -164,11 +166,13 @@ def run_chains(
         fisher: the empirical Fisher I_hat (P, P), required for SGFS.
         burn_in: iterations discarded before recording.
         window: iterates averaged into one sample.
+        thin: keep every ``thin``-th window (the others still count in ``average``); the
+            memory is ``(n_steps - burn_in) // (window * thin)`` samples of (K, P).
         generator: for the minibatches and the injected noise.
         progress: show a tqdm progress bar.
 
     Returns:
-        :class:`Chains` with (n_steps - burn_in) // window samples.
+        :class:`Chains` with ceil(((n_steps - burn_in) // window) / thin) samples.
 
     Raises:
         TypeError, ValueError: bad shapes or values, naming the argument (the engine also
@@ -182,7 +186,7 @@ def run_chains(
     sizes = _batch_sizes(batch_size, K, N, theta0.device)
     S = int(sizes.max())
     n_steps, burn_in = count(n_steps, "n_steps"), count(burn_in, "burn_in", minimum=0)
-    window = count(window, "window")
+    window, thin = count(window, "window"), count(thin, "thin")
     n_windows = (n_steps - burn_in) // window
     if n_windows < 1:
         raise ValueError(f"n_steps: {n_steps} leaves no window of {window} after burn_in {burn_in}")
@@ -197,7 +201,7 @@ def run_chains(
     q = FixedCovGaussian(rate.repeat_interleave(P).reciprocal())
     phi = torch.linalg.solve_triangular(chol, theta0.detach().T, upper=False).T
     velocity = torch.zeros_like(phi)
-    samples = torch.zeros(n_windows, K, P, **like)
+    samples = torch.zeros(-(-n_windows // thin), K, P, **like)
     total = torch.zeros(K, P, **like)
     for t in tqdm(range(n_steps), disable=not progress, desc=f"{sampler.value} chains"):
         idx = torch.randint(0, N, (K, S), generator=generator, device=theta0.device)
@@ -214,10 +218,12 @@ def run_chains(
             z = torch.randn(K, P, generator=generator, **like)
             new = new + (z @ noise.T if noise.dim() == 2 else noise[:, None] * z)
         velocity, phi = new - phi, new
-        if t >= burn_in and (t - burn_in) // window < n_windows:
+        w = (t - burn_in) // window
+        if t >= burn_in and w < n_windows:
             theta = phi @ chol.T
             total += theta
-            samples[(t - burn_in) // window] += theta / window
+            if w % thin == 0:
+                samples[w // thin] += theta / window
     return Chains(samples=samples, average=total / (n_windows * window), final=phi @ chol.T)
 
 

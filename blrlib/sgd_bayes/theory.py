@@ -15,6 +15,7 @@ paper. One SGD iteration is one unit of time of the Ornstein-Uhlenbeck process.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -28,6 +29,7 @@ from blrlib.families import _gaussian_math as gm
 __all__ = [
     "gaussian_kl",
     "gradient_noise_covariance",
+    "least_squares_covariance",
     "optimal_learning_rate",
     "optimal_preconditioner",
     "per_example_gradients",
@@ -35,6 +37,7 @@ __all__ = [
     "sgfs_step",
     "sgld_noise",
     "stationary_covariance",
+    "window_covariance",
 ]
 
 
@@ -146,15 +149,31 @@ def stationary_covariance(
     continuous-time Lyapunov equation
         (K' A) Sigma + Sigma (K' A)^T = K' C K'^T / S + Q / (1 - mu)^2,   K' = K / (1 - mu),
     where momentum only rescales the step (the effective learning rate eps / (1 - mu) of their
-    momentum analysis). With ``discrete=True``, the exact stationary covariance of the iteration
+    momentum analysis). With ``discrete=True``, the stationary covariance of the iteration
     itself: the discrete Lyapunov equation of the state (theta, v), whose theta block is
         Sigma = (I - K A) Sigma (I - K A)^T + K C K^T / S + Q   when mu = 0;
     the two differ by a relative O(eps lambda_max(H A) / (1 - mu)).
 
+    The discrete solution is exact for the model above, whose minibatch noise nu is
+    *additive*: drawn independently of theta, with the covariance C / S it has at theta*.
+    Real minibatch gradients also carry a multiplicative part: on a quadratic loss,
+    g_S = A_S (theta - theta*) + g_S(theta*) with A_S the minibatch Hessian, so the noise
+    grows with |theta - theta*|. For Gaussian inputs and unit noise variance it adds
+    (A Sigma A + A tr(A Sigma)) / S to C / S ~ A / S, a relative O(tr(A Sigma)), which is P / N
+    at eps*; this function leaves it out (:func:`least_squares_covariance` includes it).
+
+    Stability: the iteration converges in distribution only when every eigenvalue lambda of
+    H A satisfies eps lambda < 2 (1 + mu) (the spectral radius of the state's transition
+    matrix below 1). ``discrete=True`` raises outside that region, where no stationary
+    covariance exists. The continuous-time process is stable for every eps > 0, but the
+    iteration it approximates is not, so ``discrete=False`` warns (RuntimeWarning naming
+    ``eps``) and still returns the Ornstein-Uhlenbeck solution.
+
     Args:
         A: Hessian of the mean loss at the optimum, (P, P), symmetric positive definite.
         C: single-example gradient noise covariance, (P, P), positive semi-definite.
-        eps: learning rate, > 0.
+        eps: learning rate, > 0: a float or a 0-d tensor (for one rate per chain, as
+            :func:`run_chains` takes, call this once per rate).
         batch_size: minibatch size S, >= 1.
         preconditioner: H, (P, P) symmetric positive definite; None means the identity.
         momentum: mu in [0, 1).
@@ -166,16 +185,19 @@ def stationary_covariance(
         Sigma, shape (P, P), with A's dtype and device.
 
     Raises:
-        TypeError: an argument has the wrong type.
+        TypeError: an argument has the wrong type (``eps`` a tensor with more than 0 dims).
         ValueError: A or H is not SPD, C or Q is not PSD, shapes disagree, eps or batch_size
-            is not positive, momentum is outside [0, 1), or (discrete) the iteration is
-            unstable (spectral radius >= 1).
+            is not positive, momentum is outside [0, 1), or (discrete) eps lies outside the
+            stability region eps lambda_max(H A) < 2 (1 + mu).
+
+    Warns:
+        RuntimeWarning: (continuous) eps lies outside that stability region.
     """
     A = _spd(A, "A")
     P = A.shape[0]
     C = _psd(C, "C")
     _same_size(P, C, "C")
-    eps = positive_float(eps, "eps")
+    eps = _eps(eps)
     S = count(batch_size, "batch_size")
     mu = _momentum(momentum)
     if preconditioner is None:
@@ -188,21 +210,44 @@ def stationary_covariance(
     K = _numpy(eps * H)
     KA = K @ _numpy(A)
     R = K @ _numpy(C) @ K.T / S + _numpy(Q)
+    # the eigenvalues of K A = eps H A are real and positive (similar to eps H^1/2 A H^1/2)
+    edge = float(np.linalg.eigvals(KA).real.max()) / (2 * (1 + mu))
+    if edge >= 1:
+        message = (
+            f"eps: eps lambda_max(H A) = {2 * (1 + mu) * edge:.4g} >= 2 (1 + momentum) ="
+            f" {2 * (1 + mu):.4g}: the SGD iteration is unstable at eps = {eps:.4g}; need"
+            f" eps < {eps / edge:.4g}"
+        )
+        if discrete:
+            raise ValueError(message)
+        warnings.warn(
+            message + " (the continuous-time covariance describes no SGD run)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     if not discrete:
         sigma = scipy.linalg.solve_continuous_lyapunov(KA / (1 - mu), R / (1 - mu) ** 2)
     else:
         # the state (theta, v): theta' = (I - K A) theta + mu v + w, v' = -K A theta + mu v + w
         eye = np.eye(P)
         M = np.block([[eye - KA, mu * eye], [-KA, mu * eye]])
-        radius = float(np.abs(np.linalg.eigvals(M)).max())
-        if radius >= 1:
-            raise ValueError(
-                f"eps: the iteration is unstable (spectral radius {radius:.4g} >= 1);"
-                " need eps < 2 (1 + momentum) / lambda_max(H A)"
-            )
         sigma = scipy.linalg.solve_discrete_lyapunov(M, np.block([[R, R], [R, R]]))[:P, :P]
     sigma = (sigma + sigma.T) / 2
     return torch.as_tensor(sigma, dtype=A.dtype, device=A.device)
+
+
+def _eps(eps: object, name: str = "eps") -> float:
+    """A learning rate given as a float or a 0-d tensor, as a positive float."""
+    if isinstance(eps, Tensor):
+        if eps.dim() != 0:
+            raise TypeError(
+                f"{name} must be a float or a 0-d tensor; got shape {tuple(eps.shape)}"
+                " (for one rate per chain, call once per rate)"
+            )
+        if eps.dtype == torch.bool or eps.is_complex():
+            raise TypeError(f"{name} must be a real number; got a {eps.dtype} tensor")
+        eps = eps.item()
+    return positive_float(eps, name)
 
 
 def _numpy(M: Tensor) -> np.ndarray:
@@ -229,14 +274,14 @@ def sgld_noise(preconditioner: Tensor, *, eps: float, n_data: int) -> Tensor:
 
     Args:
         preconditioner: H, (P, P) symmetric positive definite (the identity for plain SGLD).
-        eps: learning rate, > 0.
+        eps: learning rate, > 0: a float or a 0-d tensor.
         n_data: number of examples N, >= 1.
 
     Returns:
         Q, shape (P, P).
     """
     H = _spd(preconditioner, "preconditioner")
-    return 2 * positive_float(eps, "eps") * H / count(n_data, "n_data")
+    return 2 * _eps(eps) * H / count(n_data, "n_data")
 
 
 def sgfs_step(
@@ -253,7 +298,7 @@ def sgfs_step(
 
     Args:
         fisher: I_hat, (P, P) symmetric positive definite.
-        eps: learning rate, > 0.
+        eps: learning rate, > 0: a float or a 0-d tensor.
         batch_size: minibatch size S, >= 1.
         n_data: number of examples N, >= 1.
         B: SGFS's free matrix, (P, P) SPD; None means B = gamma N I_hat / 4, for which
@@ -263,7 +308,7 @@ def sgfs_step(
         (K, Q), each (P, P).
     """
     F = _spd(fisher, "fisher")
-    eps = positive_float(eps, "eps")
+    eps = _eps(eps)
     S, N = count(batch_size, "batch_size"), count(n_data, "n_data")
     gamma = (N + S) / S
     B = gamma * N * F / 4 if B is None else _spd(B, "B")
@@ -299,6 +344,134 @@ def polyak_covariance(A: Tensor, C: Tensor, *, batch_size: int, n_steps: int) ->
     Ainv = torch.cholesky_inverse(torch.linalg.cholesky(A))
     cov = Ainv @ C @ Ainv / (T * S)
     return (cov + cov.T) / 2
+
+
+def least_squares_covariance(
+    X: Tensor,
+    C: Tensor,
+    *,
+    eps: float,
+    batch_size: int,
+    noise_precision: float = 1.0,
+    prior_precision: float = 0.0,
+    preconditioner: Tensor | None = None,
+    injected: Tensor | None = None,
+) -> Tensor:
+    """Exact stationary covariance of minibatch SGD on least squares, multiplicative noise included.
+
+    The mean loss L = (1/N) sum_n beta (x_n^T theta - y_n)^2 / 2 + alpha |theta|^2 / (2 N) has
+    minibatch gradients g_S = A_S (theta - theta*) + g_S(theta*), where the minibatch Hessian
+    A_S = beta (1/S) sum_{i in batch} x_i x_i^T + (alpha / N) I is random: the noise grows with
+    |theta - theta*|, which :func:`stationary_covariance` leaves out. With S examples drawn
+    with replacement, E[(A_S - A) Sigma (A_S - A)] = (beta^2 / S) (F(Sigma) - A_x Sigma A_x),
+    F(Sigma) = (1/N) sum_n (x_n^T Sigma x_n) x_n x_n^T and A_x = X^T X / N, and the second
+    moment of theta - theta* under theta <- theta - K g_S + xi (K = eps H, xi ~ N(0, Q)) obeys
+    the linear fixed point
+        Sigma = M Sigma M^T + (beta^2 / S) K (F(Sigma) - A_x Sigma A_x) K^T + K C K^T / S + Q,
+    M = I - K A, solved here in vec form (P^2 unknowns). Its lagged covariances are still
+    M^k Sigma, so :func:`window_covariance` accepts it as ``stationary``.
+
+    Args:
+        X: the inputs, (N, P).
+        C: single-example gradient noise covariance at theta*, (P, P), PSD.
+        eps: learning rate, > 0 (a float or a 0-d tensor).
+        batch_size: minibatch size S, >= 1.
+        noise_precision: beta, > 0.
+        prior_precision: alpha, >= 0.
+        preconditioner: H, (P, P) SPD; None means the identity.
+        injected: Q, (P, P) PSD (SGLD, SGFS); None means none.
+
+    Returns:
+        Sigma, (P, P), with X's dtype and device.
+
+    Raises:
+        TypeError, ValueError: bad shapes or values, naming the argument; ``eps`` for which
+            the second moment has no fixed point (the recursion diverges).
+    """
+    if not isinstance(X, Tensor) or X.dim() != 2 or X.shape[0] < 1:
+        raise ValueError(f"X: expected an (N, P) tensor; got {getattr(X, 'shape', X)}")
+    N, P = X.shape
+    C = _psd(C, "C")
+    _same_size(P, C, "C")
+    eps, S = _eps(eps), count(batch_size, "batch_size")
+    beta = positive_float(noise_precision, "noise_precision")
+    if isinstance(prior_precision, bool) or not isinstance(prior_precision, (int, float)):
+        raise TypeError("prior_precision must be a float >= 0")
+    if not prior_precision >= 0:
+        raise ValueError(f"prior_precision must be >= 0; got {prior_precision!r}")
+    H = np.eye(P) if preconditioner is None else _numpy(_spd(preconditioner, "preconditioner"))
+    _same_size(P, torch.as_tensor(H), "preconditioner")
+    Q = np.zeros((P, P)) if injected is None else _numpy(_psd(injected, "injected"))
+    _same_size(P, torch.as_tensor(Q), "injected")
+    x = _numpy(X)
+    Ax = x.T @ x / N
+    K = eps * H
+    M = np.eye(P) - K @ (beta * Ax + prior_precision / N * np.eye(P))
+    outer = np.einsum("ni,nj->nij", x, x).reshape(N, P * P)
+    F = outer.T @ outer / N  # (1/N) sum_n (x x^T) kron (x x^T), acting on row-major vec
+    op = np.kron(M, M) + beta**2 / S * np.kron(K, K) @ (F - np.kron(Ax, Ax))
+    rhs = (K @ _numpy(C) @ K.T / S + Q).reshape(-1)
+    if float(np.abs(np.linalg.eigvals(op)).max()) >= 1:
+        raise ValueError(f"eps: the second moment of SGD diverges at eps = {eps:.4g}")
+    sigma = np.linalg.solve(np.eye(P * P) - op, rhs).reshape(P, P)
+    sigma = (sigma + sigma.T) / 2
+    return torch.as_tensor(sigma, dtype=X.dtype, device=X.device)
+
+
+def window_covariance(
+    A: Tensor,
+    C: Tensor,
+    *,
+    eps: float,
+    batch_size: int,
+    window: int,
+    preconditioner: Tensor | None = None,
+    stationary: Tensor | None = None,
+) -> Tensor:
+    """Exact covariance of the mean of ``window`` consecutive stationary constant-SGD iterates.
+
+    The samples of the Averaged Stochastic Gradient Sampler (Mandt et al. 2017, on iterate
+    averaging): with M = I - eps H A and Sigma the discrete stationary covariance
+    (:func:`stationary_covariance` with ``discrete=True``), the mean of T iterates has
+        Cov = (1/T^2) [T Sigma + G Sigma + Sigma G^T],   G = sum_{k=1}^{T-1} (T - k) M^k
+            = T (I - M)^-1 - M (I - M^T) (I - M)^-2 - T I,
+    which tends to :func:`polyak_covariance` with ``n_steps=T`` as T grows, whatever eps and H
+    (the remainder is O(1 / (eps lambda_min(H A) T))). Like :func:`stationary_covariance` it
+    assumes additive minibatch noise.
+
+    Args:
+        A: Hessian of the mean loss at the optimum, (P, P), SPD.
+        C: single-example gradient noise covariance, (P, P), PSD.
+        eps: learning rate, > 0 (a float or a 0-d tensor), inside the stability region.
+        batch_size: minibatch size S, >= 1.
+        window: T, the number of consecutive iterates averaged, >= 1.
+        preconditioner: H, (P, P) SPD; None means the identity.
+        stationary: Sigma, (P, P), to use instead of the additive-noise solution, e.g.
+            :func:`least_squares_covariance` (whose lagged covariances are also M^k Sigma).
+
+    Returns:
+        The covariance of one window mean, (P, P).
+
+    Raises:
+        TypeError, ValueError: as :func:`stationary_covariance`, and ``window`` below 1.
+    """
+    T = count(window, "window")
+    sigma = stationary_covariance(
+        A, C, eps=eps, batch_size=batch_size, preconditioner=preconditioner, discrete=True
+    )
+    if stationary is not None:
+        sigma = _psd(stationary, "stationary")
+        _same_size(A.shape[0], sigma, "stationary")
+    P = A.shape[0]
+    H = np.eye(P) if preconditioner is None else _numpy(preconditioner)
+    KA = _eps(eps) * H @ _numpy(A)
+    M, eye = np.eye(P) - KA, np.eye(P)
+    inv = np.linalg.inv(KA)  # (I - M)^-1
+    G = T * inv - M @ (eye - np.linalg.matrix_power(M, T)) @ inv @ inv - T * eye
+    S = _numpy(sigma)
+    cov = (T * S + G @ S + S @ G.T) / T**2
+    cov = (cov + cov.T) / 2
+    return torch.as_tensor(cov, dtype=A.dtype, device=A.device)
 
 
 def gaussian_kl(mean_q: Tensor, cov_q: Tensor, mean_p: Tensor, cov_p: Tensor) -> Tensor:
@@ -379,7 +552,7 @@ def optimal_preconditioner(
         C: single-example gradient noise covariance, (P, P), SPD (its diagonal positive
             when ``diagonal``).
         batch_size: minibatch size S, >= 1.
-        eps: learning rate, > 0.
+        eps: learning rate, > 0: a float or a 0-d tensor.
         n_data: number of examples N, >= 1.
         diagonal: use diag(C) instead of C.
 
@@ -391,7 +564,7 @@ def optimal_preconditioner(
         ValueError: C is not SPD (or has a non-positive diagonal), or a scalar is invalid.
     """
     S, N = count(batch_size, "batch_size"), count(n_data, "n_data")
-    eps = positive_float(eps, "eps")
+    eps = _eps(eps)
     scale = 2 * S / (eps * N)
     if diagonal:
         C = _psd(C, "C")

@@ -10,6 +10,12 @@ with the KL-optimal learning rate (:func:`blrlib.sgd_bayes.optimal_learning_rate
 maximises E_q[log p(theta | alpha)] over alpha, which for the prior N(0, alpha^-1 I) is
 alpha = P / E_q[|theta|^2]. With the exact posterior as q this is EM, whose fixed point is the
 maximiser of the evidence p(y | alpha) (type-II maximum likelihood, MacKay 1992).
+
+Mandt et al. (2017) take gradient steps on the hyperparameters instead of maximising. Here
+``hyper_lr`` = rho < 1 gives such a step: the natural-gradient step on the prior variance
+v = 1 / alpha, v <- (1 - rho) v + rho E_q|theta|^2 / P (the gradient of E_q[log p(theta |
+alpha)] in v, preconditioned by its Fisher information P / (2 v^2)). Its fixed point is that
+of the closed-form M-step, which is the step rho = 1.
 """
 
 from __future__ import annotations
@@ -22,8 +28,12 @@ from torch import Tensor, nn
 
 from blrlib._checks import count, positive_float
 from blrlib.infer.model import BayesModel
-from blrlib.sgd_bayes.samplers import local_quadratic, minibatch_loss, run_chains
-from blrlib.sgd_bayes.theory import optimal_learning_rate
+from blrlib.sgd_bayes.samplers import minibatch_loss, run_chains
+from blrlib.sgd_bayes.theory import (
+    gradient_noise_covariance,
+    optimal_learning_rate,
+    per_example_gradients,
+)
 
 __all__ = ["evidence_prior_precision", "log_evidence", "vem_prior_precision"]
 
@@ -46,7 +56,7 @@ def log_evidence(X: Tensor, y: Tensor, *, prior_precision: float, noise_precisio
     alpha = positive_float(prior_precision, "prior_precision")
     beta = positive_float(noise_precision, "noise_precision")
     N, P = X.shape
-    precision = alpha * torch.eye(P, dtype=X.dtype) + beta * X.T @ X
+    precision = alpha * torch.eye(P, dtype=X.dtype, device=X.device) + beta * X.T @ X
     chol = torch.linalg.cholesky(precision)
     mean = beta * torch.cholesky_solve((X.T @ y)[:, None], chol)[:, 0]
     fit = beta * (y - X @ mean).square().sum() + alpha * mean.square().sum()
@@ -77,13 +87,15 @@ def vem_prior_precision(
     n_rounds: int,
     n_steps: int,
     n_chains: int = 100,
+    hyper_lr: float = 1.0,
     generator: torch.Generator | None = None,
 ) -> list[float]:
     """Learn the prior precision of Bayesian linear regression by variational EM with SGD.
 
     Each round re-tunes eps* from the gradient noise at the chains' mean, runs ``n_steps``
-    constant-SGD steps on ``n_chains`` chains (the first half discarded as burn-in) and sets
-    alpha = P / mean |theta|^2 over the kept iterates.
+    constant-SGD steps on ``n_chains`` chains (the first half discarded as burn-in) and, with
+    m2 the mean |theta|^2 over the kept iterates, sets 1 / alpha <- (1 - rho) / alpha +
+    rho m2 / P: alpha = P / m2 for the default rho = 1 (see the module docstring).
 
     Args:
         X, y: data (N, P) and targets (N,).
@@ -93,6 +105,7 @@ def vem_prior_precision(
         n_rounds: EM rounds.
         n_steps: SGD steps per round, >= 2.
         n_chains: parallel chains (their iterates pool into one estimate of E_q|theta|^2).
+        hyper_lr: rho in (0, 1], the M-step's natural-gradient step on 1 / alpha.
         generator: for the minibatches.
 
     Returns:
@@ -102,13 +115,20 @@ def vem_prior_precision(
     alpha = positive_float(alpha0, "alpha0")
     n_rounds, n_steps = count(n_rounds, "n_rounds"), count(n_steps, "n_steps", minimum=2)
     n_chains = count(n_chains, "n_chains")
+    rho = positive_float(hyper_lr, "hyper_lr")
+    if rho > 1:
+        raise ValueError(f"hyper_lr must be in (0, 1]; got {hyper_lr!r}")
     N, P = X.shape
-    net = nn.Linear(P, 1, bias=False, dtype=X.dtype)
-    theta = torch.zeros(n_chains, P, dtype=X.dtype)
+    net = nn.Linear(P, 1, bias=False, dtype=X.dtype, device=X.device)
+    theta = torch.zeros(n_chains, P, dtype=X.dtype, device=X.device)
     alphas = [alpha]
     for _ in range(n_rounds):
         model = BayesModel(net, "gaussian", prior_precision=alpha, noise_precision=noise_precision)
-        _, C = local_quadratic(model, X, y, theta.mean(0))
+        # C only (no Hessian): the per-example gradients of nll_n + R / N at the chains' mean
+        grads = per_example_gradients(
+            lambda t, model=model: model.nll(t, X, y) + model.regulariser(t) / N, theta.mean(0)
+        )
+        C = gradient_noise_covariance(grads)
         eps = optimal_learning_rate(C, batch_size=batch_size, n_data=N)
         chains = run_chains(
             minibatch_loss(model, X, y),
@@ -121,6 +141,7 @@ def vem_prior_precision(
             generator=generator,
         )
         theta = chains.final
-        alpha = P / float(chains.samples.square().sum(-1).mean())
+        m2 = float(chains.samples.square().sum(-1).mean())
+        alpha = 1 / ((1 - rho) / alpha + rho * m2 / P)
         alphas.append(alpha)
     return alphas

@@ -98,6 +98,17 @@ def test_windows_and_polyak_average() -> None:
     assert raw.samples.shape == (20, 4, 2) and win.samples.shape == (4, 4, 2)
     assert_close(win.samples, raw.samples.reshape(4, 5, 4, 2).mean(1))
     assert_close(raw.average, raw.samples.mean(0))
+    # thinning keeps every thin-th window and still averages every iterate
+    thin = sgd_bayes.run_chains(
+        loss, torch.zeros(4, 2), thin=3, generator=torch.Generator().manual_seed(0), **kwargs
+    )
+    assert_close(thin.samples, raw.samples[::3], rtol=0, atol=0)
+    assert_close(thin.average, raw.average, rtol=0, atol=0)
+    both = sgd_bayes.run_chains(
+        loss, torch.zeros(4, 2), window=5, thin=2,
+        generator=torch.Generator().manual_seed(0), **kwargs,
+    )  # fmt: skip
+    assert_close(both.samples, win.samples[::2], rtol=0, atol=0)
 
 
 def _stationary_check(chains, sigma, n_eff):
@@ -170,6 +181,7 @@ def test_local_quadratic_of_linear_regression() -> None:
         ({"fisher": torch.eye(2)}, "fisher"),
         ({"preconditioner": -torch.eye(2)}, "preconditioner"),
         ({"burn_in": 10}, "n_steps"),
+        ({"thin": 0}, "thin"),
         ({"theta0": torch.zeros(2)}, "theta0"),
     ],
 )
