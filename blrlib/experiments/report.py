@@ -29,6 +29,7 @@ CHAPTERS = {
     "deep": "optim",
     "deep_toys": "optim",
     "dropout": "dropout",
+    "dropout_uq": "dropout",
     "binary": "binary",
     "conjugate_em": "conjugate_em",
     "vi": "vi",

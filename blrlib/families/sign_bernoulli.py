@@ -55,8 +55,8 @@ def concrete(lam: Tensor, delta: Tensor, tau: float) -> Tensor:
 
     With delta = :func:`logistic_noise` (u), theta_hat > 0 exactly when a draw of
     q(theta = +1) = sigmoid(2 lam) is +1, for every tau; as tau -> 0 it tends to sign(lam + delta).
-    The relaxed {0, 1} dropout mask is (1 + theta_hat) / 2 at lam = logit(pi1) / 2
-    (``blrlib.optim.ConcreteDropout``).
+    The relaxed {0, 1} dropout mask of Concrete dropout is (1 + theta_hat) / 2 at
+    lam = logit(pi1) / 2.
     """
     return torch.tanh((lam + delta) / tau)
 

@@ -12,13 +12,9 @@ itself, h is in ``state``) and calls :func:`blrlib.families.diag_gaussian.blr_up
 one diagonal-Gaussian BLR step; the subclasses differ only in how they estimate E_q[grad] and
 E_q[diag Hessian] (Khan & Rue 2023, Sec 4.2 and 4.4).
 
-With ``dropout = pi1 < 1`` the candidate of every weight tensor (dim >= 2) is the spike and
-slab of Eq 41 per input unit (column j of a weight matrix, Eq 39): ``sampled_params(train=True)``
-multiplies column j by z_j ~ Bernoulli(pi1), unscaled, and :meth:`step` uses z g / pi1 and
-z h_hat / pi1, the dropout estimator of Eq 84 with Eq 85-86, so that the step is Eq 42-43 with
-the optimizer's diagonal S (Newton, RMSprop/Adam, OGN, VON with dropout). See
-``blrlib.estimators.dropout_grad_hess`` and tests/test_estimators_dropout.py. With
-``dropout = ConcreteDropout(pi1)`` a group learns its pi1 through relaxed masks (``_concrete``).
+With ``dropout = pi1 < 1`` every weight tensor gets dropout on its input units, the step
+being Eq 42-43 with the optimizer's diagonal S (``_dropout``); with
+``dropout = ConcreteDropout(pi1)`` a group learns its pi1 (``_concrete``).
 """
 
 from __future__ import annotations
@@ -36,7 +32,7 @@ from blrlib._checks import positive_float
 from blrlib.estimators import Estimator, parse_option
 from blrlib.families.diag_gaussian import Momentum, blr_update_
 from blrlib.families.spike_slab import check_pi1
-from blrlib.optim import _concrete, _curvature
+from blrlib.optim import _concrete, _curvature, _dropout
 
 __all__ = ["BLROptimizer", "HessianEstimate"]
 
@@ -150,7 +146,7 @@ class BLROptimizer(torch.optim.Optimizer):
             _concrete.setup(group)
             check_pi1(group["dropout"], "dropout")
         self._masks: dict[Tensor, Tensor] = {}  # z (broadcastable) of the last training draw
-        self._premask: dict[Tensor, Tensor] = {}  # theta before relaxed masks (learned pi1)
+        self._premask: dict[Tensor, tuple[Tensor, Tensor]] = {}  # theta, probes (learned pi1)
         self._noise: dict[Tensor, tuple[Tensor, Tensor]] = {}  # theta - m and s of the draw
         self._hess_hat: dict[Tensor, Tensor] = {}  # from backward() (gauss_newton, autograd)
         self._scratch: dict[tuple[Any, ...], Any] = {}  # buffers reused by sampled_params
@@ -224,10 +220,11 @@ class BLROptimizer(torch.optim.Optimizer):
                         continue
                     if noise and not (train and self.estimator is Estimator.DELTA):
                         restore.append((ps, self._perturb(group, ps, train)))
-                    if group["dropout"] < 1:
+                    if _dropout.active(group):
                         if not restore or restore[-1][0] is not ps:
                             restore.append((ps, [p.clone() for p in ps]))
-                        self._drop(group, ps, train)
+                        _dropout.draw_(group, ps, train=train, generator=self.generator,
+                                       masks=self._masks, premask=self._premask)  # fmt: skip
             yield
         finally:
             with torch.no_grad():
@@ -265,29 +262,6 @@ class BLROptimizer(torch.optim.Optimizer):
         if train:  # kept for step(): theta - m and s (Price's identity)
             self._noise.update(zip(ps, zip(eps, precs, strict=True), strict=True))
         return means
-
-    def _drop(self, group: dict[str, Any], ps: list[Tensor], train: bool) -> None:
-        """theta <- z * theta per input unit (dim 1) of each weight tensor, z ~ Bernoulli(pi1).
-
-        The masks are unscaled (Eq 39): the weights are the slab's, not torch's pi1-scaled ones.
-        A group that learns pi1 trains with relaxed masks z~ in (0, 1) instead (``_concrete``).
-        """
-        learn = _concrete.learned(group) if train else None
-        for p in ps:
-            if p.dim() < 2:
-                continue  # biases belong to no unit (Eq 39 has no offset): never dropped
-            if learn is not None:
-                z = _concrete.relaxed_masks(group["dropout_logit"], p.shape[1], learn.temperature,
-                                            generator=self.generator, dtype=p.dtype,
-                                            device=p.device)  # fmt: skip
-                self._premask[p] = p.clone()
-            else:
-                z = torch.empty(p.shape[1], dtype=p.dtype, device=p.device)
-                z.bernoulli_(group["dropout"], generator=self.generator)
-            z = z.view(1, -1, *([1] * (p.dim() - 2)))
-            p.mul_(z)
-            if train:
-                self._masks[p] = z
 
     def backward(self, inputs: Tensor, targets: Tensor) -> Tensor:
         """Gradient and Hessian-diagonal estimate of the batch-mean loss at the current weights.
@@ -336,7 +310,7 @@ class BLROptimizer(torch.optim.Optimizer):
                 raise RuntimeError("step: no draw to use; compute the loss inside sampled_params()")
             if needs_hess and p not in self._hess_hat:
                 raise RuntimeError("step: no Hessian estimate; call opt.backward(x, y) first")
-            if group.get("dropout", 1.0) < 1 and p.dim() >= 2 and p not in self._masks:
+            if _dropout.active(group) and p.dim() >= 2 and p not in self._masks:
                 raise RuntimeError("step: dropout needs the masks; compute inside sampled_params()")
         grads = [p.grad for _, p in pairs]
         norms = torch._foreach_norm(grads + [self._hess_hat[p] for _, p in pairs if needs_hess])
@@ -345,7 +319,8 @@ class BLROptimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             ps = [p for g, p in pairs if g is group]
             if ps and _concrete.learned(group) is not None:  # pi1's step, after the means'
-                new_pi1 = _concrete.logit_step(group, ps, self._masks, self._premask)
+                precs = self._precisions(group, ps) if self.estimator is Estimator.MC else None
+                new_pi1 = _concrete.logit_step(group, ps, self._premask, precs)
                 self._group_step(group, ps)
                 group.update(new_pi1)
             elif ps:
@@ -362,11 +337,8 @@ class BLROptimizer(torch.optim.Optimizer):
         means = [p.float() for p in ps] if low else ps
         grads = [p.grad.to(s["hess"].dtype) for p, s in zip(ps, states, strict=True)]
         pi1 = group["dropout"]
-        if (
-            pi1 < 1
-        ):  # Eq 84: z grad(theta~) / pi1, the slab's expected gradient (the 1/pi1 of Eq 42)
-            grads = [g * self._masks[p] / pi1 if p in self._masks else g
-                     for g, p in zip(grads, ps, strict=True)]  # fmt: skip
+        if _dropout.active(group):  # Eq 84: z grad(theta~) / pi1 (the 1/pi1 of Eq 42)
+            grads = _dropout.scale(grads, ps, self._masks, pi1)
         hess = [s["hess"] for s in states]
         work = None
         if self.hessian is HessianEstimate.GRADSQ:
@@ -378,9 +350,8 @@ class BLROptimizer(torch.optim.Optimizer):
             torch._foreach_mul_(hess_hat, work)  # then work is free: blr_update_'s scratch
         else:
             hess_hat = [self._hess_hat[p].to(h.dtype) for p, h in zip(ps, hess, strict=True)]
-            if pi1 < 1:  # Eq 43: z H(theta~) / pi1
-                hess_hat = [h * self._masks[p] / pi1 if p in self._masks else h
-                            for h, p in zip(hess_hat, ps, strict=True)]  # fmt: skip
+            if _dropout.active(group):  # Eq 43: z H(theta~) / pi1
+                hess_hat = _dropout.scale(hess_hat, ps, self._masks, pi1)
         if self.momentum is Momentum.NATURAL and group["gamma"] != 0:
             buffers = ([s["hess_delta"] for s in states], [s["velocity"] for s in states])
         elif group["gamma"] != 0:
