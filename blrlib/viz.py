@@ -240,7 +240,7 @@ def binary_curves_figure(digits: dict, temperature: dict) -> Figure:
         curve = runs[0]["curve"]
         right.plot(range(1, len(curve) + 1), [c[0] for c in curve], label=f"tau = {tau}")
     left.set_ylabel("validation NLL of the mode")
-    for ax, title in ((left, "tuned, tau = 1e-10"), (right, "BayesBiNN, lr 0.1")):
+    for ax, title in ((left, "tuned lr (BayesBiNN at tau = 1e-10)"), (right, "BayesBiNN, lr 0.1")):
         ax.set_xlabel("epoch")
         ax.set_yscale("log")
         ax.set_title(title, fontsize=9)
