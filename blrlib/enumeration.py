@@ -20,10 +20,10 @@ import torch
 from torch import Tensor
 
 from blrlib._checks import count
-from blrlib.families.sign_bernoulli import SignBernoulli
 
 __all__ = [
     "bayes_objective",
+    "entropy",
     "expected_loss",
     "loss_table",
     "marginals",
@@ -66,19 +66,32 @@ def marginals(thetas: Tensor, probs: Tensor) -> Tensor:
 
 
 def expected_loss(mu: Tensor, thetas: Tensor, losses: Tensor) -> Tensor:
-    """E_q[bar-ell] = sum_theta bar-ell(theta) prod_j (1 + mu_j theta_j) / 2, exact in mu (P,).
+    """E_q[bar-ell] = sum_theta bar-ell(theta) prod_j (1 + mu_j theta_j) / 2, exact in mu.
 
     Differentiable in ``mu``: its gradient is the exact natural gradient grad_mu E_q[bar-ell]
     (Eq 4), for ``blr.step(..., estimator="exact", expected_loss=...)``.
+
+    Args:
+        mu: the means tanh(lam), shape (P,) or (S, P) for S problems at once.
+        thetas: (K, P) sign vectors. losses: (K,) or (S, K), the loss of each.
+
+    Returns:
+        A scalar for (P,) and (K,); shape (S,) otherwise, one value per problem.
     """
-    log_q = torch.log((1 + mu * thetas) / 2).sum(-1)
-    return (log_q.exp() * losses).sum()
+    log_q = torch.log((1 + mu.unsqueeze(-2) * thetas) / 2).sum(-1)
+    return (log_q.exp() * losses).sum(-1)
+
+
+def entropy(lam: Tensor) -> Tensor:
+    """H(q) = sum_j log(2 cosh lam_j) - lam_j tanh(lam_j) of q = SignBernoulli(lam) (P,) or
+    (S, P) -> () or (S,): ``SignBernoulli.entropy`` for one or several problems at once."""
+    return (torch.logaddexp(lam, -lam) - lam * torch.tanh(lam)).sum(-1)
 
 
 def bayes_objective(lam: Tensor, thetas: Tensor, losses: Tensor) -> Tensor:
     """E_q[bar-ell] - H(q) for q = SignBernoulli(lam), exactly (Eq 2 with a uniform prior).
 
     Its minimum over all distributions is -log Z = -logsumexp(-bar-ell), at the posterior.
+    ``lam`` (P,) or (S, P) with ``losses`` (K,) or (S, K), as :func:`expected_loss`.
     """
-    q = SignBernoulli(lam.shape[-1], dtype=lam.dtype)
-    return expected_loss(torch.tanh(lam), thetas, losses) - q.entropy((lam,))
+    return expected_loss(torch.tanh(lam), thetas, losses) - entropy(lam)

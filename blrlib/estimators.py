@@ -14,7 +14,8 @@ Every estimator here computes it by automatic differentiation with respect to mu
   differentiates it.
 * ``mc``, ``delta`` for the {-1, +1} Bernoulli (``SignBernoulli``, Sec 4.5): the Concrete
   relaxation of Eq 50-51 (``mc``: loss at tanh((lam + delta) / tau), differentiated with respect
-  to mu), or STE's delta method (``delta``: loss at sign(mu), straight-through Jacobian 1).
+  to mu), or STE's gradient (``delta``: loss at sign(mu), straight-through Jacobian 1; the
+  point of the tau -> 0 limit with the Jacobian of the delta method, a hybrid of the two).
 * ``delta``, ``mc``: for Gaussian candidates, Bonnet's and Price's theorems (App D) say that
   dE_q[loss]/dm = E_q[grad loss] and dE_q[loss]/dcov = E_q[Hessian loss] / 2.
   These two expectations are estimated in theta-space, either at the mean (the delta method,

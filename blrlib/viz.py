@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 __all__ = [
+    "binary_curves_figure",
     "blr_explorer",
     "em_explorer",
     "em_figure",
@@ -218,12 +219,32 @@ def enumeration_figure(result: dict) -> Figure:
     left.set_ylabel("loss - optimal loss (nats)")
     left.legend(fontsize=8, frameon=False)
     exact = torch.tensor(result["marginals"]["exact"]).flatten()
-    for name in ("bayesbinn", "exact_mean_field"):
+    for name in ("bayesbinn", "mean_field_from_0"):
         right.scatter(exact, torch.tensor(result["marginals"][name]).flatten(), s=6, label=name)
     right.plot([0, 1], [0, 1], "k--", lw=0.8)
     right.set_xlabel("exact posterior p(theta_j = +1)")
     right.set_ylabel("q(theta_j = +1)")
     right.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def binary_curves_figure(digits: dict, temperature: dict) -> Figure:
+    """Validation NLL of the binary network (sign(lam)) after each epoch: left, the tuned STE
+    and BayesBiNN of ``binary_digits``; right, BayesBiNN at each temperature of
+    ``binary_temperature`` (first seed of each)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True)
+    for name, curve in digits["curves"][0].items():
+        left.plot(range(1, len(curve) + 1), [c[0] for c in curve], label=name)
+    for tau, runs in temperature["temperatures"].items():
+        curve = runs[0]["curve"]
+        right.plot(range(1, len(curve) + 1), [c[0] for c in curve], label=f"tau = {tau}")
+    left.set_ylabel("validation NLL of the mode")
+    for ax, title in ((left, "tuned lr (BayesBiNN at tau = 1e-10)"), (right, "BayesBiNN, lr 0.1")):
+        ax.set_xlabel("epoch")
+        ax.set_yscale("log")
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
 

@@ -34,3 +34,21 @@ def test_expected_loss_and_objective_are_exact():
     post = enumeration.posterior(losses)
     assert_close(post.sum(), torch.tensor(1.0))
     assert_close(enumeration.marginals(thetas, weights), q.probs((lam,)))
+
+
+def test_batched_objective_is_the_rowwise_one():
+    """(S, P) lam with (S, K) losses: each row's E_q[loss], H(q) and Bayes objective equal the
+    single-problem values (and H equals SignBernoulli.entropy)."""
+    thetas = enumeration.sign_vectors(3, dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    lam = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    losses = torch.randn(4, 8, generator=g, dtype=torch.float64).exp()
+    q = SignBernoulli(3, dtype=torch.float64)
+    batched = enumeration.bayes_objective(lam, thetas, losses)
+    assert batched.shape == (4,)
+    for i in range(4):
+        assert_close(enumeration.entropy(lam)[i], q.entropy((lam[i],)))
+        assert_close(batched[i], enumeration.bayes_objective(lam[i], thetas, losses[i]))
+        weights = q.log_prob((lam[i],), thetas).exp()
+        assert_close(enumeration.expected_loss(torch.tanh(lam), thetas, losses)[i],
+                     weights @ losses[i])  # fmt: skip

@@ -73,26 +73,33 @@ def log_sech2(x: Tensor) -> Tensor:
 def relaxed_scale(lam: Tensor, delta: Tensor, tau: float, eps: float = 0.0) -> Tensor:
     """s = d theta_hat / d mu = (1 - theta_hat^2) / (tau (1 - tanh(lam)^2)) of Eq 51-52.
 
-    Computed in log space, (log sech^2((lam + delta) / tau) - log sech^2(lam)) - log tau, so that
-    both the numerator and the denominator may underflow without a 0 / 0: at tau = 1e-10 in
-    float32 (the setting of Meng et al. 2020) 1 - theta_hat^2 is exactly 0 for almost every
-    draw, and the exact s is then 0 too (the reference code instead adds 1e-10 to both, which
-    turns s into about 1 / (1 - mu^2 + 1e-10), a different estimator). log s is capped at the
-    log of a tenth of the dtype's largest value, so that s is always finite.
+    Computed in log space, log(sech^2((lam + delta) / tau) + eps) - log(sech^2(lam) + eps)
+    - log tau, so that neither 1 - theta_hat^2 nor 1 - mu^2 is formed by cancellation and
+    both may underflow without a 0 / 0: the result is the same in float32 and float64 (to
+    rounding). log s is capped at the log of a tenth of the dtype's largest value, so that s
+    is always finite.
+
+    With ``eps = 0`` this is Eq 51's s exactly. As tau -> 0 it is a spike: 0 for almost every
+    draw (1 - theta_hat^2 ~ 4 exp(-2 |lam + delta| / tau)) and about 1 / tau on a set of
+    draws of probability about tau, so that its mean stays near 1 while its variance grows
+    like 1 / tau; at tau = 1e-10 (Meng et al. 2020) it is 0 for every draw in practice. The
+    reference code adds eps = 1e-10 to both parts, s = (1 - theta_hat^2 + eps) / (tau (1 -
+    mu^2 + eps)); at tau = eps this is about 1 / (1 - mu^2 + eps) for almost every draw,
+    which is not Eq 51's s but keeps the data term alive (``optim.BayesBiNN``'s default).
 
     Args:
         lam: natural parameters, any shape. delta: the logistic noise, same shape.
         tau: the temperature, > 0.
-        eps: if > 0, the reference code's s = (1 - theta_hat^2 + eps) / (tau (1 - mu^2 + eps))
-            instead of the exact s (for reproducing Meng et al. 2020, who use eps = 1e-10).
+        eps: >= 0; added to 1 - theta_hat^2 and to 1 - mu^2 as in the reference code.
 
     Returns:
         s, the shape of ``lam``.
     """
+    num, den = log_sech2((lam + delta) / tau), log_sech2(lam)
     if eps > 0:
-        w2, mu2 = concrete(lam, delta, tau) ** 2, torch.tanh(lam) ** 2
-        return (1.0 - w2 + eps) / (tau * (1.0 - mu2 + eps))
-    log_s = log_sech2((lam + delta) / tau) - log_sech2(lam) - math.log(tau)
+        log_eps = torch.full((), math.log(eps), dtype=lam.dtype, device=lam.device)
+        num, den = torch.logaddexp(num, log_eps), torch.logaddexp(den, log_eps)
+    log_s = num - den - math.log(tau)
     cap = math.log(torch.finfo(lam.dtype).max) - math.log(10.0)
     return log_s.clamp_max(cap).exp()
 
@@ -217,12 +224,12 @@ class SignBernoulli(ExponentialFamily):
         ``relaxed=True`` (Eq 51): the mean of loss(theta_hat) over ``n_samples`` Concrete draws
         theta_hat = tanh((atanh(mu) + delta) / tau); autograd's chain rule gives
         s * grad loss(theta_hat) with s = d theta_hat / d mu.
-        ``relaxed=False`` (noise off, tau -> 0, the delta method of STE, Eq 48): loss at the
-        binary point sign(mu) with the straight-through Jacobian d theta / d mu = 1. At tau = 1
-        the noise-free point tanh(lam / tau) is mu itself with s = 1, so ``loss(mu)`` is the
-        delta method E_q[loss] ~ loss(E_q[theta]); STE keeps that Jacobian but evaluates the
-        loss at the tau -> 0 point sign(mu), where the exact s would vanish (see
-        tests/families/test_sign_bernoulli.py).
+        ``relaxed=False`` (STE's gradient, Eq 48): loss at the binary point sign(mu) with the
+        straight-through Jacobian d theta / d mu = 1. This is a hybrid of two limits, not a
+        limit of Eq 51: with the noise off, tau = 1 gives the delta method (App C), the loss
+        at tanh(lam / tau) = mu with s = 1; tau -> 0 gives the loss at sign(mu), but there
+        s -> 0 and the step vanishes. STE takes the point of the second and the Jacobian of
+        the first (see tests/families/test_sign_bernoulli.py).
         """
         m = mu[0]
         if not relaxed:
@@ -252,6 +259,8 @@ def bayesbinn_update_(
     momenta: list[Tensor] | None = None,
     step: int = 1,
     clip: float | None = None,
+    beta2: float = 0.0,
+    second_moments: list[Tensor] | None = None,
 ) -> None:
     """One BLR step of the {-1, +1} Bernoulli in place: BayesBiNN (Eq 52) and STE (Eq 48).
 
@@ -260,12 +269,18 @@ def bayesbinn_update_(
         d <- N g + (lam - lam_0),   lam <- lam - lr d,
 
     where g estimates grad_mu E_q[batch-mean loss] (s * grad at a relaxed draw for BayesBiNN,
-    the gradient at sign(lam) for STE). With lr = rho this is ``blr.step`` with
-    :class:`SignBernoulli` and ``prior=lam_0`` (tests/optim/test_bayesbinn.py). Options, each a
-    departure that the reference code or STE practice makes:
+    the gradient at sign(lam) for STE). Eq 49 and 52 write the minibatch sum; N times the
+    batch mean is its unbiased estimate of the sum over all N examples, so that the entropy
+    and prior keep their weight relative to the data whatever the batch size. With lr = rho
+    this is ``blr.step`` with :class:`SignBernoulli` and ``prior=lam_0``
+    (tests/optim/test_bayesbinn.py). Options, each a departure that the reference code or STE
+    practice makes:
 
     * ``beta``, ``momenta``: d is replaced by m <- beta m + (1 - beta) d, bias-corrected by
       1 - beta^step (Meng et al. 2020's code; beta = 0 gives Eq 52).
+    * ``beta2``, ``second_moments``: d is further divided by sqrt(v_hat) + 1e-8 with
+      v <- beta2 v + (1 - beta2) d^2, bias-corrected: Adam's step, which the STE baseline of
+      Meng et al. (2020) uses (``beta2 = 0``: no division).
     * ``entropy=False``: drops (lam - lam_0), the natural gradient of the entropy and the prior;
       with the delta method and ``clip`` this is STE (Eq 48), which has no entropy term.
     * ``clip``: clamps lam to [-clip, clip] after the step (STE practice clips to [-1, 1]).
@@ -274,13 +289,21 @@ def bayesbinn_update_(
         lams: the natural parameters lam (the latent weights), updated in place.
         grads: the estimates g, shaped like ``lams``.
         lr: the learning rate rho. n_data: N. priors: lam_0 per tensor, or None for lam_0 = 0.
-        entropy, beta, momenta, step, clip: see above.
+        entropy, beta, momenta, step, clip, beta2, second_moments: see above.
+
+    Raises:
+        ValueError: ``beta`` or ``beta2`` > 0 without its buffers.
     """
     d = torch._foreach_mul(grads, n_data)
     if entropy:
         torch._foreach_add_(d, lams)
         if priors is not None:
             torch._foreach_sub_(d, priors)
+    if beta2 != 0:
+        if second_moments is None:
+            raise ValueError("second_moments: beta2 > 0 needs a buffer per tensor")
+        torch._foreach_mul_(second_moments, beta2)
+        torch._foreach_addcmul_(second_moments, d, d, value=1.0 - beta2)
     if beta != 0:
         if momenta is None:
             raise ValueError("momenta: beta > 0 needs a momentum buffer per tensor")
@@ -288,6 +311,11 @@ def bayesbinn_update_(
         torch._foreach_add_(momenta, d, alpha=1.0 - beta)
         torch._foreach_copy_(d, momenta)
         torch._foreach_div_(d, 1.0 - beta**step)
+    if beta2 != 0:
+        denom = torch._foreach_div(second_moments, 1.0 - beta2**step)
+        torch._foreach_sqrt_(denom)
+        torch._foreach_add_(denom, 1e-8)
+        torch._foreach_div_(d, denom)
     torch._foreach_add_(lams, d, alpha=-lr)
     if clip is not None:
         torch._foreach_clamp_min_(lams, -clip)

@@ -1,6 +1,6 @@
 """BayesBiNN and STE (Khan & Rue 2023, Sec 4.5, Eq 48-52): the BLR for binary networks.
 
-    opt = blrlib.optim.BayesBiNN(model.parameters(), lr=1e-3, n_data=N, tau=0.1)
+    opt = blrlib.optim.BayesBiNN(model.parameters(), lr=1e-3, n_data=N, tau=1e-2)
     with opt.sampled_params(train=True):   # weights <- tanh((lam + delta) / tau), Eq 50
         F.cross_entropy(model(x), y).backward()
     opt.step()                             # lam <- lam - lr (N s * g + lam - lam_0), Eq 52
@@ -11,13 +11,19 @@ A parameter tensor holds lam, the natural parameters of q(theta) = prod Bernoull
 relaxed weights inside the contexts. Both classes are the one step
 ``families.sign_bernoulli.bayesbinn_update_`` with an estimator of grad_mu E_q[loss]:
 :class:`BayesBiNN` the Concrete relaxation (Eq 51, one draw per step) with the entropy and the
-prior; :class:`STE` the delta method at tau -> 0 (the gradient at sign(lam), straight-through),
-without entropy, with latent weights clipped to [-1, 1] as in STE practice.
+prior; :class:`STE` the gradient at sign(lam) with the straight-through Jacobian 1 (a hybrid
+of the delta method and the tau -> 0 limit, not a limit of Eq 51), without entropy, with latent
+weights clipped to [-1, 1] as in STE practice.
+
+Binary weights are sign(lam) with sign(0) = +1, as in the reference code of Meng et al. (2020);
+a latent weight that ends exactly at 0, or within rounding of it, is undecided and its sign is
+an accident of the last step (``undecided_fraction`` counts such weights).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -35,13 +41,34 @@ from blrlib.families.sign_bernoulli import (
 )
 from blrlib.optim._base import BLROptimizer, HessianEstimate, _number
 
-__all__ = ["STE", "BayesBiNN"]
+__all__ = ["STE", "BayesBiNN", "undecided_fraction"]
 
 Prior = float | Iterable[Tensor] | None
+REFERENCE_EPS = 1e-10
+"""The regulariser Meng et al. (2020)'s code adds to both parts of s (``relaxed_scale``)."""
+EXACT_TAU_MIN = 1e-3
+"""Below this temperature the exact s of Eq 51 is 0 for almost every draw (see BayesBiNN)."""
 
 
 def _sign(x: Tensor) -> Tensor:
+    """sign with sign(0) = +1 (and sign(-0.0) = +1), as the reference code maps 0."""
     return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+
+
+def undecided_fraction(params: Iterable[Tensor], *, threshold: float) -> float:
+    """The fraction of latent weights with |lam| < ``threshold``: weights whose sign is not
+    settled (for BayesBiNN, threshold 1.1 is q(theta = +1) in (0.1, 0.9), since
+    sigmoid(2 * 1.1) = 0.9; for STE, a threshold below the last step size).
+
+    Raises:
+        ValueError: ``threshold`` not positive, or no parameters.
+    """
+    positive_float(threshold, "threshold")
+    ps = [p.detach() for p in params]
+    if not ps:
+        raise ValueError("params: no latent weights given")
+    small = sum(int((p.abs() < threshold).sum()) for p in ps)
+    return small / sum(p.numel() for p in ps)
 
 
 class _SignBLR(BLROptimizer):
@@ -55,6 +82,7 @@ class _SignBLR(BLROptimizer):
         lr: float,
         tau: float,
         beta: float,
+        beta2: float = 0.0,
         prior: Prior,
         estimator: str,
         entropy: bool,
@@ -76,7 +104,7 @@ class _SignBLR(BLROptimizer):
         self._hess_hat: dict[Tensor, Tensor] = {}
         self._masks: dict[Tensor, Tensor] = {}  # no dropout for binary weights: always empty
         self._premask: dict[Tensor, Tensor] = {}
-        defaults = dict(lr=lr, n_data=n_data, tau=tau, beta=beta)
+        defaults = dict(lr=lr, n_data=n_data, tau=tau, beta=beta, beta2=beta2)
         torch.optim.Optimizer.__init__(self, params, defaults)
         self.set_prior(prior)
 
@@ -88,6 +116,16 @@ class _SignBLR(BLROptimizer):
         positive_float(group["lr"], "lr")
         positive_float(group["tau"], "tau")
         _number(group["beta"], "beta", 0.0, 1.0, closed=False)
+        _number(group["beta2"], "beta2", 0.0, 1.0, closed=False)
+        if self.estimator is Estimator.MC and self.eps == 0 and group["tau"] < EXACT_TAU_MIN:
+            warnings.warn(
+                f"BayesBiNN with eps=0 and tau={group['tau']:g}: the exact scale s of Eq 51 is "
+                "0 for almost every draw at this temperature (its variance grows like 1/tau), "
+                "so the data term vanishes and q decays to the prior. Use the reference "
+                f"code's eps={REFERENCE_EPS:g} (the default) or a tau >= {EXACT_TAU_MIN:g}.",
+                UserWarning,
+                stacklevel=3,
+            )
         for p in group["params"]:
             if not p.dtype.is_floating_point:
                 raise TypeError(f"params: the latent weights must be floating point; got {p.dtype}")
@@ -99,6 +137,8 @@ class _SignBLR(BLROptimizer):
             state["step"] = 0
             if group["beta"] != 0:
                 state["momentum"] = torch.zeros_like(p)
+            if group["beta2"] != 0:
+                state["second_moment"] = torch.zeros_like(p)
         return state
 
     def set_prior(self, prior: Prior) -> None:
@@ -209,7 +249,8 @@ class _SignBLR(BLROptimizer):
             ps, grads, lr=group["lr"], n_data=group["n_data"],
             priors=[s["prior"] for s in states], entropy=self.entropy, beta=group["beta"],
             momenta=[s["momentum"] for s in states] if group["beta"] != 0 else None,
-            step=states[0]["step"], clip=self.clip,
+            step=states[0]["step"], clip=self.clip, beta2=group["beta2"],
+            second_moments=[s["second_moment"] for s in states] if group["beta2"] else None,
         )  # fmt: skip
 
 
@@ -223,12 +264,20 @@ class BayesBiNN(_SignBLR):
         tau: the temperature of the relaxation (Eq 50), > 0.
         beta: momentum in [0, 1) of the reference code (0: Eq 52 exactly).
         prior: lam_0: None (uniform), a float, or one tensor per parameter (a posterior).
-        eps: 0 for the exact s; 1e-10 reproduces the reference code's regularised s (see
-            ``families.sign_bernoulli.relaxed_scale``).
+        eps: added to both parts of s as in the reference code (default 1e-10, theirs):
+            s = (1 - theta_hat^2 + eps) / (tau (1 - mu^2 + eps)), computed in log space so
+            that it is the same in float32 and float64. At tau = 1e-10 (their MNIST and CIFAR
+            setting) it is about 1 / (1 - mu^2 + eps) for almost every draw; at tau >= 1e-2
+            it moves Eq 51's s by at most eps / (tau (1 - mu^2)), negligible unless |lam|
+            is large. ``eps=0``: Eq 51's s exactly, which at tau < 1e-3 is 0 for almost
+            every draw (a UserWarning says so).
         generator: for the draws.
 
     Raises:
         TypeError, ValueError: a setting out of range, a non-finite prior, non-float weights.
+
+    Warns:
+        UserWarning: ``eps=0`` with a tau below 1e-3, where the data term vanishes.
     """
 
     def __init__(
@@ -240,7 +289,7 @@ class BayesBiNN(_SignBLR):
         tau: float = 1.0,
         beta: float = 0.0,
         prior: Prior = None,
-        eps: float = 0.0,
+        eps: float = REFERENCE_EPS,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(
@@ -250,16 +299,20 @@ class BayesBiNN(_SignBLR):
 
 
 class STE(_SignBLR):
-    """The straight-through estimator (Eq 48) as the same step: delta method, tau -> 0.
+    """The straight-through estimator (Eq 48) as the same step, without entropy or noise.
 
-    lam <- clip(lam - lr g, -clip, clip), g the gradient of the batch-mean loss at sign(lam):
-    no noise, no entropy, no prior (and so no N), clipping as in Courbariaux et al. (2015) and
-    in the STE baseline of Meng et al. (2020), which uses Adam on this gradient instead of plain
-    steps.
+    lam <- clip(lam - lr g, -clip, clip), g the gradient of the batch-mean loss at sign(lam)
+    (sign(0) = +1): no noise, no entropy, no prior (and so no N), clipping as in Courbariaux
+    et al. (2015). The gradient is the loss's at the point of the tau -> 0 limit with the
+    delta method's Jacobian 1, a heuristic hybrid rather than a limit of Eq 51 (the exact s
+    vanishes as tau -> 0). With ``beta=0.9, beta2=0.999`` the step is Adam's on g followed by
+    the clip: the STE baseline of Meng et al. (2020).
 
     Args:
         params: the latent weights. lr: alpha of Eq 48. clip: the bound of |lam| (None: none).
         beta: momentum in [0, 1) (bias-corrected exponential average of g).
+        beta2: in [0, 1); > 0 divides the step by the root of the bias-corrected exponential
+            average of g^2 (plus 1e-8), as Adam does.
     """
 
     def __init__(
@@ -269,8 +322,9 @@ class STE(_SignBLR):
         lr: float = 1e-2,
         clip: float | None = 1.0,
         beta: float = 0.0,
+        beta2: float = 0.0,
     ) -> None:
         super().__init__(
-            params, n_data=1.0, lr=lr, tau=1.0, beta=beta, prior=None, estimator="delta",
-            entropy=False, clip=clip,
+            params, n_data=1.0, lr=lr, tau=1.0, beta=beta, beta2=beta2, prior=None,
+            estimator="delta", entropy=False, clip=clip,
         )  # fmt: skip

@@ -187,3 +187,42 @@ def test_bad_tau_and_bad_parameters(tau):
         q.check_expectation((torch.ones(P, dtype=F64),))
     with pytest.raises(TypeError, match="tau"):
         SignBernoulli(P, tau="0.1")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_regularised_scale_is_the_reference_formula_in_both_dtypes(dtype):
+    """eps > 0: s = (sech^2(x) + eps) / (tau (sech^2(lam) + eps)), x = (lam + delta) / tau.
+    At tau = eps = 1e-10 and a draw far from the threshold, sech^2(x) = 0 and s is
+    1 / (sech^2(lam) + 1e-10): about 1 / (1 - mu^2) for |lam| < 9, up to 1e10 beyond. The
+    reference is that closed form in float64 with sech^2 = 1 / cosh^2 (no cancellation);
+    float32 agrees to its rounding (rtol 1e-5), where 1 - tanh(lam)^2 would be 0 for
+    |lam| > 9 and give 1e10 instead."""
+    lam64 = torch.tensor([0.0, 1.0, -3.0, 8.0, 12.0, -30.0], dtype=F64)
+    delta64 = torch.tensor([0.7, -0.2, -1.1, 0.4, 0.3, 2.0], dtype=F64)
+    expected = 1.0 / (1.0 / torch.cosh(lam64) ** 2 + 1e-10)
+    s = relaxed_scale(lam64.to(dtype), delta64.to(dtype), 1e-10, eps=1e-10)
+    assert s.dtype == dtype and torch.isfinite(s).all()
+    assert_close(s.double(), expected, rtol=1e-5, atol=0)
+    # at a moderate tau the regulariser moves Eq 51's s by at most eps / (tau sech^2(lam))
+    # plus a relative eps / sech^2(lam) (expanding both parts to first order in eps)
+    lam, delta = 2 * torch.randn(50, dtype=F64), SignBernoulli(50, dtype=F64).noise(1)[0]
+    exact, reg = relaxed_scale(lam, delta, 0.1), relaxed_scale(lam, delta, 0.1, eps=1e-10)
+    sech2 = 1.0 / torch.cosh(lam) ** 2
+    bound = 1e-10 / (0.1 * sech2) + 1e-10 / sech2 * exact
+    assert ((reg - exact).abs() <= 1.01 * bound).all()
+
+
+def test_exact_scale_at_tiny_tau_is_zero_for_almost_every_draw_with_mean_near_one():
+    """Eq 51's s as tau -> 0: 0 for almost every draw, yet its mean tends to 1 (delta has
+    density sech^2(delta) / 2, and sech^2(u / tau) / tau integrates to 2, so E[s] ->
+    (sech^2(lam) / 2) * 2 / sech^2(lam)). At tau = 1e-3, 200k draws: at most 1 % of draws
+    give s > 1e-6, and the mean is 1 within 5 standard errors; at tau = 1e-10 every draw
+    gives 0: an unbiased estimator whose variance grows like 1 / tau."""
+    lam = torch.full((200_000,), 0.4, dtype=F64)
+    gen = torch.Generator().manual_seed(3)
+    delta = SignBernoulli(200_000, dtype=F64).noise(1, generator=gen)[0]
+    s = relaxed_scale(lam, delta, 1e-3)
+    assert (s > 1e-6).double().mean() < 0.01
+    se = s.std() / len(s) ** 0.5
+    assert abs(float(s.mean()) - 1.0) < 5 * float(se)
+    assert float(relaxed_scale(lam, delta, 1e-10).max()) == 0.0

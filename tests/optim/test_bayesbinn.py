@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from torch.func import functional_call
 from torch.testing import assert_close
 
 from blrlib import blr, enumeration, estimators, families, optim
+from blrlib.optim.bayesbinn import undecided_fraction
 
 N = 24
 
@@ -41,13 +43,14 @@ def _flat(net):
 
 def test_bayesbinn_step_is_blr_step():
     """Eq 52 = blr.step(SignBernoulli(tau), estimator="mc", prior=lam_0) with rho = lr, the loss
-    N * batch mean and the same draws of u (three steps, a non-zero prior)."""
+    N * batch mean and the same draws of u (three steps, a non-zero prior); eps = 0 is Eq 51's
+    s exactly, which the engine's autograd computes."""
     net, x, y, mean_loss = _problem()
     lr, tau = 0.05, 0.4
     lam0 = 0.3 * torch.randn(_flat(net).numel())
     prior = list(lam0.split([p.numel() for p in net.parameters()]))
     prior = [t.view_as(p) for t, p in zip(prior, net.parameters(), strict=True)]
-    opt = optim.BayesBiNN(net.parameters(), n_data=N, lr=lr, tau=tau, prior=prior,
+    opt = optim.BayesBiNN(net.parameters(), n_data=N, lr=lr, tau=tau, prior=prior, eps=0.0,
                           generator=torch.Generator().manual_seed(1))  # fmt: skip
     q = families.SignBernoulli(lam0.numel(), tau=tau)
     lam, gen = (_flat(net),), torch.Generator().manual_seed(1)
@@ -281,3 +284,89 @@ def test_param_groups_use_their_own_settings():
     u = torch.rand(6 + 3, generator=gen)
     delta = families.sign_bernoulli.logistic_noise(u[6:]).view(1, 3)
     assert_close(second, torch.tanh((lam[1] + delta) / 1e-3))
+
+
+# ------------------------------------------------------------ the reference temperature
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_reference_temperature_keeps_the_data_term(dtype):
+    """tau = 1e-10 (Meng et al.'s MNIST setting) with the default eps = 1e-10: every draw is
+    binary and s = 1 / (sech^2(lam) + 1e-10), so the data term drives lam. On a separable
+    problem with a binary teacher, 60 steps from lam = 0 recover the teacher's signs, in
+    float32 as in float64, and every lam is finite."""
+    g = torch.Generator().manual_seed(0)
+    teacher = torch.tensor([1.0, -1.0, -1.0, 1.0, 1.0, -1.0])
+    X = torch.randn(200, 6, generator=g)
+    y = (X @ teacher > 0).to(dtype)
+    X = X.to(dtype)
+    w = nn.Parameter(torch.zeros(6, dtype=dtype))
+    opt = optim.BayesBiNN([w], n_data=200, lr=1e-2, tau=1e-10,
+                          generator=torch.Generator().manual_seed(1))  # fmt: skip
+    for _ in range(60):
+        opt.zero_grad()
+        with opt.sampled_params(train=True):
+            assert torch.equal(w.detach().abs(), torch.ones_like(w))  # binary draws
+            F.binary_cross_entropy_with_logits(X @ w, y).backward()
+        opt.step()
+    assert torch.isfinite(w).all()
+    assert torch.equal(torch.sign(w.detach()), teacher.to(dtype))
+
+
+def test_exact_scale_at_tiny_tau_warns_and_loses_the_data():
+    """eps = 0 asks for Eq 51's s, which at tau = 1e-10 is 0 for every draw in practice: the
+    optimizer warns, and lam decays from 2 towards the uniform prior as (1 - lr)^t."""
+    w = nn.Parameter(torch.full((4,), 2.0))
+    with pytest.warns(UserWarning, match="eps"):
+        opt = optim.BayesBiNN([w], n_data=100, lr=0.1, tau=1e-10, eps=0.0)
+    x = torch.randn(16, 4)
+    for _ in range(10):
+        opt.zero_grad()
+        with opt.sampled_params(train=True):
+            F.binary_cross_entropy_with_logits(x @ w, torch.ones(16)).backward()
+        opt.step()
+    assert_close(w.detach(), torch.full((4,), 2.0 * 0.9**10))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the default eps and a moderate exact tau are quiet
+        optim.BayesBiNN([w], n_data=100, tau=1e-10)
+        optim.BayesBiNN([w], n_data=100, tau=1e-2, eps=0.0)
+
+
+def test_sign_of_zero_is_plus_one_and_undecided_weights_are_counted():
+    """sign(0) = sign(-0.0) = +1 (the reference code's convention) in STE's forward and in
+    both optimizers' mode; a latent weight at +-1e-9 keeps its sign; undecided_fraction
+    counts |lam| below the threshold."""
+    lam = torch.tensor([0.0, -0.0, 1e-9, -1e-9, 0.5, -2.0])
+    expected = torch.tensor([1.0, 1.0, 1.0, -1.0, 1.0, -1.0])
+    for make in (lambda p: optim.STE([p]), lambda p: optim.BayesBiNN([p], n_data=1)):
+        w = nn.Parameter(lam.clone())
+        opt = make(w)
+        with opt.mode_params():
+            assert torch.equal(w.detach(), expected)
+        if isinstance(opt, optim.STE):
+            with opt.sampled_params(train=True):
+                assert torch.equal(w.detach(), expected)
+    assert undecided_fraction([lam], threshold=1e-6) == 4 / 6
+    assert undecided_fraction([lam], threshold=1.1) == 5 / 6
+    with pytest.raises(ValueError, match="threshold"):
+        undecided_fraction([lam], threshold=0.0)
+
+
+def test_ste_with_adam_moments_is_torch_adam_then_clip():
+    """STE(beta=0.9, beta2=0.999) = torch.optim.Adam on the gradient at sign(lam), followed
+    by the clip to [-1, 1] (the STE baseline of Meng et al. 2020), step for step."""
+    net, x, y, mean_loss = _problem(2)
+    opt = optim.STE(net.parameters(), lr=0.05, beta=0.9, beta2=0.999)
+    latent = nn.Parameter(_flat(net))
+    adam = torch.optim.Adam([latent], lr=0.05, betas=(0.9, 0.999), eps=1e-8)
+    for _ in range(12):
+        opt.zero_grad()
+        with opt.sampled_params(train=True):
+            F.cross_entropy(net(x), y).backward()
+        opt.step()
+        adam.zero_grad()
+        latent.grad = torch.func.grad(mean_loss)(torch.where(latent >= 0, 1.0, -1.0).detach())
+        adam.step()
+        with torch.no_grad():
+            latent.clamp_(-1.0, 1.0)
+        assert_close(_flat(net), latent.detach(), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="beta2"):
+        optim.STE(net.parameters(), beta2=1.0)
