@@ -8,6 +8,7 @@ its claim in a hidden cell.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,7 @@ def _tags(cell: dict) -> list[str]:
 
 NOTEBOOKS = _book_notebooks()
 NB_IDS = [str(p.relative_to(ROOT)) for p in NOTEBOOKS]
+MARKDOWN = sorted(BOOK.glob("*.md"))
 
 
 @pytest.mark.parametrize("entry", _toc_files())
@@ -119,3 +121,40 @@ def test_notebook_asserts_its_claim_in_a_hidden_cell(path: Path) -> None:
         and "assert" in _source(c)
     ]
     assert hidden_asserts, "no code cell tagged hide-input or remove-input contains an assert"
+
+
+# Words about how the book was made, not about what it derives or measures.
+PROCESS_WORDS = re.compile(
+    r"\b(issues?|owed|the goal|goals|TODO|FIXME|not yet committed|still to do|"
+    r"target we set|we set before)\b",
+    flags=re.IGNORECASE,
+)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS + MARKDOWN, ids=lambda p: str(p.relative_to(ROOT)))
+def test_prose_has_no_process_language(path: Path) -> None:
+    cells = (
+        [_source(c) for c in _load(path)["cells"] if c["cell_type"] == "markdown"]
+        if path.suffix == ".ipynb"
+        else [path.read_text(encoding="utf-8")]
+    )
+    for i, text in enumerate(cells):
+        found = PROCESS_WORDS.findall(text)
+        assert not found, f"cell {i} speaks of the book's making: {found}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NB_IDS)
+def test_code_lines_fit_the_page(path: Path) -> None:
+    """The rendered page shows about 85 characters of code; cells keep to 80."""
+    for i, cell in enumerate(_load(path)["cells"]):
+        if cell["cell_type"] != "code" or "remove-cell" in _tags(cell):
+            continue
+        long = [line for line in _source(cell).splitlines() if len(line) > 80]
+        assert not long, f"code cell {i} has lines over 80 characters: {long}"
+
+
+def test_references_parse() -> None:
+    from pybtex.database import parse_file
+
+    entries = parse_file(BOOK / "references.bib").entries
+    assert len(entries) > 10
