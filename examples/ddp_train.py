@@ -1,6 +1,6 @@
 """Train a small classifier with any blrlib optimizer on several processes (DDP).
 
-    torchrun --nproc-per-node 2 examples/ddp_train.py --optimizer VON --steps 20
+    torchrun --standalone --nproc-per-node 2 examples/ddp_train.py --optimizer VON --steps 20
 
 Each step draws one global batch (the same on every rank) and gives each rank its slice; the
 model is wrapped in ``DistributedDataParallel``, which averages the gradients. The
