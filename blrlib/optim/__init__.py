@@ -32,7 +32,7 @@ together. Two things make it so (``_distributed``):
   first draw, RuntimeError later) rather than train on per-rank noise: independent draws
   with an unbiased precision would need every rank's noise in every rank's estimate, an
   all-gather of the draws, which blrlib does not do. Draw on every rank alike (``predict``
-  included) or predict with a copy of the optimizer.
+  included), or predict with a copy, ``copy.deepcopy((model, opt))``.
 * The curvature is averaged. :meth:`BLROptimizer.backward` (OGN, VOGN, Newton) computes the
   gradient and the Hessian estimate by ``torch.func``, outside DDP's hooks; it averages
   them over the ranks (one all-reduce), as DDP averages gradients. With equal shards the

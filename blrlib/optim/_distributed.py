@@ -36,7 +36,8 @@ DIVERGED = (
     "generator: the ranks' generators diverged since the last training draw: one rank drew "
     "from the optimizer's generator alone (e.g. predict() or sampled_params(train=False) on "
     "one rank), and the ranks would now train on different draws. Make the same draws on "
-    "every rank, or predict with a copy of the optimizer (copy.deepcopy)"
+    "every rank (predict() on every rank), or predict with a copy of both: "
+    "model2, opt2 = copy.deepcopy((model, opt))"
 )
 
 
