@@ -45,7 +45,7 @@ def _sizes(scale: Scale) -> dict[str, Any]:
     """The hidden widths, the epochs and the number of binary draws of the predictive."""
     return protocol.by_scale(
         scale,
-        ci=dict(hidden=[64], epochs=3, draws=8),
+        ci=dict(hidden=[32], epochs=3, draws=8),
         full=dict(hidden=[256, 256], epochs=40, draws=32),
     )
 
@@ -98,7 +98,7 @@ def binary_mnist(
 ) -> dict[str, Any]:
     """STE (Adam + clip) against BayesBiNN (tau = 1e-10, lam_0 = +-10) on MNIST digits.
 
-    Sizes (``protocol.by_scale``): ci, a binary MLP 784-64-10 trained 3 epochs on 1 seed
+    Sizes (``protocol.by_scale``): ci, a binary MLP 784-32-10 trained 3 epochs on 1 seed
     (8 draws for the predictive); full, 784-256-256-10 trained 40 epochs on 5 seeds (32
     draws). Both methods get the same network, epochs, batches and schedule, and four
     learning rates each.
