@@ -42,9 +42,11 @@ GRIDS: dict[str, dict[str, list[float]]] = {
     "von": {"lr": [0.03, 0.1], "prior_prec": [1.0, 100.0]},
 }
 """Four settings per method: two learning rates by two prior precisions delta (Adam's weight
-decay is delta / N, the MAP of the same prior). The learning rates bracket each method's
-usual range (Adam's default 1e-3; VON's step is lr g / (h + delta / N), Adam-like); delta 1
-is the N(0, I) prior, 100 a prior 10 times narrower in sd."""
+decay is delta / N, the MAP of the same prior); delta 1 is the N(0, I) prior, 100 a prior 10
+times narrower in sd. Adam's rates are its default 1e-3 and 3e-3 (their validation NLLs were
+within 0.003 of each other at full size on seed 0); VON's step is lr g / (h + delta / N), and
+its grid stops at 0.1 because 0.3 diverges at full size (seed 0, 784-400-400-10, 30 epochs:
+validation accuracy 0.08 at delta 1, 0.28 at delta 10)."""
 FIXED = dict(batch=64, hess_init=0.5)
 """Not tuned: the batch size and VON's initial h; VON's rate of h is beta = FORGET / steps
 (``deep.FORGET``: exp(-5) of h_0 is left at the end), as in ``optim_digits``."""
