@@ -21,8 +21,10 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 __all__ = [
+    "PRECONDITIONERS",
     "binary_curves_figure",
     "blr_explorer",
+    "blr_settings_figure",
     "em_explorer",
     "em_figure",
     "enumeration_figure",
@@ -33,6 +35,10 @@ __all__ = [
     "plot_trace",
     "relaxation_explorer",
     "relaxation_figure",
+    "sgd_cloud_explorer",
+    "sgd_cloud_figure",
+    "sharp_flat_explorer",
+    "sharp_flat_figure",
     "snapshots",
 ]
 
@@ -282,4 +288,145 @@ def spike_slab_explorer():
         pi1=widgets.FloatSlider(value=0.8, min=0.05, max=1.0, step=0.05),
         log10_s0=widgets.FloatSlider(value=2.0, min=-4.0, max=6.0, step=0.5),
         m=widgets.FloatSlider(value=1.0, min=-2.0, max=2.0, step=0.05),
+    )
+
+
+def blr_settings_figure(
+    run: Callable[[float, int], Path1D],
+    grid: Tensor,
+    density: Tensor,
+    rhos: Sequence[float],
+    n_steps: int,
+) -> Figure:
+    """The static page of :func:`blr_explorer`: q after ``n_steps - 1`` and ``n_steps`` steps,
+    one panel per learning rate; the two curves coincide where the iterates have settled.
+
+    Args:
+        run: (rho, n_steps) -> the 1-D path of the BLR (means and variances).
+        grid, density: the exact posterior on a grid.
+        rhos: the learning rates, one panel each.
+        n_steps: the number of iterations, >= 1.
+    """
+    if n_steps < 1:
+        raise ValueError(f"n_steps must be >= 1; got {n_steps}")
+    fig, axes = plt.subplots(1, len(rhos), figsize=(3.6 * len(rhos), 3), sharey=True)
+    axes = [axes] if len(rhos) == 1 else list(axes)
+    for ax, rho in zip(axes, rhos, strict=True):
+        path = run(rho, n_steps)
+        snapshots(path, grid, density, [n_steps - 1, n_steps], ax=ax, title=f"rho = {rho:g}")
+    fig.tight_layout()
+    return fig
+
+
+def sharp_flat_figure(scales: Sequence[float], *, lo: float = -2.5, hi: float = 5.5) -> Figure:
+    """The posterior exp(-s f) / Z of the sharp-and-flat loss f of Fig 1(b) and its best
+    Gaussian, one panel per scale s (the number of examples' role in ``SharpFlat``).
+
+    The best Gaussian minimises the Bayes objective (Eq 2) on a grid of 321 means and 121
+    variances (:func:`blrlib.landscapes.best_gaussian`), the BLR's fixed point up to the grid.
+    """
+    from blrlib import landscapes
+
+    means = torch.linspace(lo, hi, 321, dtype=torch.float64)
+    variances = torch.logspace(-5.0, 1.0, 121, dtype=torch.float64)
+    fig, axes = plt.subplots(1, len(scales), figsize=(3.6 * len(scales), 3))
+    axes = [axes] if len(scales) == 1 else list(axes)
+    for ax, s in zip(axes, scales, strict=True):
+        loss = landscapes.SharpFlat(scale=s)
+        grid, density, _ = landscapes.grid_posterior(loss, lo, hi)
+        m, var, objective = landscapes.best_gaussian(loss, means, variances)
+        ax.fill_between(grid.numpy(), density.numpy(), color="0.85", label="posterior")
+        plot_gaussian(ax, grid, m, var, color="C0", label="best Gaussian")
+        ax.set_ylim(0, 1.15 * max(float(density.max()), float(gaussian_pdf(grid, m, var).max())))
+        ax.set_title(f"scale {s:g}: m = {m:.2f}, L = {objective:.1f}", fontsize=9)
+        ax.set_xlabel(r"$\theta$")
+    axes[0].set_ylabel("density")
+    axes[0].legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def sharp_flat_explorer():
+    """A slider over log10 of the scale drawing :func:`sharp_flat_figure` (needs a live kernel;
+    the chapter also draws the figure at a few scales)."""
+    import ipywidgets as widgets
+
+    def show(log10_scale: float) -> None:
+        plt.show(sharp_flat_figure([10.0**log10_scale]))
+
+    slider = widgets.FloatSlider(value=0.0, min=-1.0, max=1.5, step=0.05)
+    return widgets.interactive(show, log10_scale=slider)
+
+
+PRECONDITIONERS = ("none", "diagonal", "full")
+"""The preconditioners H of :func:`sgd_cloud_figure`: I, diagonal H* and full H* (Theorem 2)."""
+
+
+def sgd_cloud_figure(
+    A: Tensor, C: Tensor, *, n_data: int, settings: Sequence[tuple[float, int, str]]
+) -> Figure:
+    """Constant SGD's stationary Gaussian against the posterior N(theta*, (N A)^-1), 2-D.
+
+    One panel per setting (eps / eps*, batch size S, preconditioner): the 2-sigma ellipses of
+    the discrete-time stationary covariance (:func:`blrlib.sgd_bayes.stationary_covariance`)
+    and of the posterior, centred at theta* = 0, with the KL divergence between them in the
+    title; eps* is the KL-optimal rate of the batch size (Mandt et al. 2017, Theorem 1).
+
+    Args:
+        A: the Hessian of the mean loss, (2, 2).
+        C: the single-example gradient noise covariance, (2, 2).
+        n_data: N.
+        settings: (eps / eps*, S, one of ``PRECONDITIONERS``) per panel.
+
+    Raises:
+        ValueError: an unknown preconditioner (an unstable setting draws no ellipse).
+    """
+    from blrlib import sgd_bayes
+
+    posterior = torch.linalg.inv(n_data * A)
+    centre = torch.zeros(2, dtype=A.dtype)
+    fig, axes = plt.subplots(1, len(settings), figsize=(3.4 * len(settings), 3.4))
+    axes = [axes] if len(settings) == 1 else list(axes)
+    for ax, (ratio, batch_size, name) in zip(axes, settings, strict=True):
+        if name not in PRECONDITIONERS:
+            raise ValueError(f"settings: preconditioner must be one of {PRECONDITIONERS}")
+        eps = ratio * sgd_bayes.optimal_learning_rate(C, batch_size=batch_size, n_data=n_data)
+        H = None
+        if name != "none":
+            diag = name == "diagonal"
+            H = sgd_bayes.optimal_preconditioner(
+                C, batch_size=batch_size, eps=eps, n_data=n_data, diagonal=diag
+            )
+        try:
+            cov = sgd_bayes.stationary_covariance(
+                A, C, eps=eps, batch_size=batch_size, preconditioner=H, discrete=True
+            )
+        except ValueError:
+            title = "unstable: no stationary law"
+        else:
+            plot_ellipse(ax, centre, cov, color="C0", label="SGD iterates")
+            kl = float(sgd_bayes.gaussian_kl(centre, cov, centre, posterior))
+            title = f"KL = {kl:.3f}"
+        plot_ellipse(ax, centre, posterior, color="C3", label="posterior")
+        ax.set_title(f"eps = {ratio:g} eps*, S = {batch_size}, H: {name}\n{title}", fontsize=9)
+        ax.set_aspect("equal")
+    axes[0].legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def sgd_cloud_explorer(A: Tensor, C: Tensor, *, n_data: int):
+    """Sliders for log2(eps / eps*) and the batch size, and a preconditioner menu, drawing
+    :func:`sgd_cloud_figure` (needs a live kernel; the chapter also draws a few settings)."""
+    import ipywidgets as widgets
+
+    def show(log2_eps_ratio: float, batch_size: int, preconditioner: str) -> None:
+        setting = (2.0**log2_eps_ratio, batch_size, preconditioner)
+        plt.show(sgd_cloud_figure(A, C, n_data=n_data, settings=[setting]))
+
+    return widgets.interactive(
+        show,
+        log2_eps_ratio=widgets.FloatSlider(value=0.0, min=-3.0, max=4.0, step=0.25),
+        batch_size=widgets.IntSlider(value=10, min=1, max=min(n_data, 100)),
+        preconditioner=widgets.Dropdown(options=list(PRECONDITIONERS), value="none"),
     )
