@@ -1,0 +1,114 @@
+"""The explorers of the conjugate/EM, dropout and VI chapters: each static figure draws what
+it claims, and each ipywidgets explorer builds without a frontend (Agg backend, no kernel)."""
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from scipy import integrate, special  # noqa: E402
+from torch.testing import assert_close  # noqa: E402
+
+from blrlib import em, viz  # noqa: E402
+
+widgets = pytest.importorskip("ipywidgets")
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _expected_curvature(mean: float, sd: float) -> float:
+    """E[sigmoid(a) (1 - sigmoid(a))] for a ~ N(mean, sd^2), by scipy's adaptive quadrature."""
+
+    def integrand(t: float) -> float:
+        dens = math.exp(-0.5 * ((t - mean) / sd) ** 2) / (sd * math.sqrt(2 * math.pi))
+        return special.expit(t) * special.expit(-t) * dens
+
+    return integrate.quad(integrand, mean - 12 * sd, mean + 12 * sd, epsabs=1e-13)[0]
+
+
+def _curvature(line) -> float:
+    """The second derivative of a drawn quadratic, from its points (exact up to rounding)."""
+    x, y = (torch.as_tensor(v, dtype=torch.float64) for v in line.get_data())
+    h = x[1] - x[0]
+    return float(((y[2:] - 2 * y[1:-1] + y[:-2]) / h**2).mean())
+
+
+@pytest.mark.parametrize(("mean", "sd"), [(1.0, 0.1), (1.0, 1.5), (-5.0, 2.0)])
+def test_site_figure_draws_the_expected_curvature(mean, sd):
+    """The dashed site has curvature 2 beta = -E_q[sigmoid'(a)] (Eq 58 by Price's theorem),
+    checked against scipy's quadrature (1e-6: the second difference of the drawn points on
+    a grid of step 0.04 loses about 1e-9 to rounding); the dotted Taylor expansion has
+    -sigmoid'(mean)."""
+    fig = viz.site_figure([(mean, sd)])
+    log_factor, site, taylor = fig.axes[0].lines[:3]
+    assert_close(_curvature(site), -_expected_curvature(mean, sd), rtol=0, atol=1e-6)
+    s_m = special.expit(mean)
+    assert_close(_curvature(taylor), -s_m * (1 - s_m), rtol=0, atol=1e-6)
+    # the site is shifted to agree with the log factor at the mean (1e-2: grid spacing)
+    x, y = site.get_data()
+    i = int(abs(torch.as_tensor(x) - mean).argmin())
+    assert abs(y[i] - log_factor.get_data()[1][i]) < 1e-2
+
+
+def test_site_figure_tends_to_taylor_and_flattens_near_the_bend():
+    """As sd -> 0 the site is the Taylor expansion (1e-4 at sd 0.01: the expected curvature
+    differs by O(sd^2)); at the bend (mean 0) a wide q gives a flatter site, in the tail
+    (mean -5) a more curved one, as the chapter says."""
+    fig = viz.site_figure([(0.0, 0.01), (0.0, 2.0), (-5.0, 2.0)], label=0)
+    narrow, bend, tail = fig.axes
+    assert_close(_curvature(narrow.lines[1]), _curvature(narrow.lines[2]), rtol=0, atol=1e-4)
+    assert abs(_curvature(bend.lines[1])) < abs(_curvature(bend.lines[2]))
+    assert abs(_curvature(tail.lines[1])) > abs(_curvature(tail.lines[2]))
+
+
+def test_site_figure_rejects_bad_settings():
+    with pytest.raises(ValueError, match="sd"):
+        viz.site_figure([(0.0, 0.0)])
+    with pytest.raises(ValueError, match="label"):
+        viz.site_figure([(0.0, 1.0)], label=2)
+
+
+def test_explorers_build_without_a_frontend():
+    """Each explorer is an ipywidgets.interactive with the sliders its chapter describes."""
+    y = torch.randn(40, 2)
+    model = em.GaussianMixtureEM()
+    theta0 = model.from_moments(
+        torch.tensor([0.5, 0.5]),
+        torch.tensor([[-1.0, 0.0], [1.0, 0.0]]),
+        torch.eye(2).repeat(2, 1, 1),
+    )
+    path = em.run(model, y, theta0, n_iter=3)
+    moments = [model.moments(theta) for theta in path["theta"]]
+    built = {
+        "em": (viz.em_explorer(y, moments, path["loglik"]), {"iteration"}),
+        "spike_slab": (viz.spike_slab_explorer(), {"pi1", "log10_s0", "m"}),
+        "site": (viz.site_explorer(), {"mean", "log10_sd", "label"}),
+    }
+    for name, (explorer, controls) in built.items():
+        assert isinstance(explorer, widgets.interactive), name
+        assert {c.description for c in explorer.children[:-1]} == controls, name
+
+
+def test_static_figures_of_the_other_explorers_draw():
+    """The static fallbacks the chapters show: EM at chosen iterations, the spike and slab."""
+    y = torch.randn(40, 2)
+    model = em.GaussianMixtureEM()
+    theta0 = model.from_moments(
+        torch.tensor([0.5, 0.5]),
+        torch.tensor([[-1.0, 0.0], [1.0, 0.0]]),
+        torch.eye(2).repeat(2, 1, 1),
+    )
+    path = em.run(model, y, theta0, n_iter=2)
+    moments = [model.moments(theta) for theta in path["theta"]]
+    fig = viz.em_figure(y, moments, path["loglik"], 2)
+    assert len(fig.axes) == 2 and fig.axes[0].get_title() == "after 2 EM steps"
+    fig = viz.spike_slab_figure(1.0, 1e4, 1.0)
+    assert "pi1 = 1.00" in fig.axes[0].get_title()
