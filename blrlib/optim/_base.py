@@ -33,6 +33,7 @@ from blrlib.estimators import Estimator, parse_option
 from blrlib.families.diag_gaussian import Momentum, blr_update_
 from blrlib.families.spike_slab import check_pi1
 from blrlib.optim import _concrete, _curvature, _dropout
+from blrlib.optim._draws import Draws, rademacher_
 
 __all__ = ["BLROptimizer", "HessianEstimate"]
 
@@ -84,6 +85,9 @@ class BLROptimizer(torch.optim.Optimizer):
         model, loss_fn: the network and its per-example loss (outputs, targets) -> (M,),
             needed by :meth:`backward` (``gauss_newton`` and ``autograd``).
         generator: random generator for the draws (and the dropout masks).
+        draws: the training draws eps, ``"gaussian"`` (q's own) or ``"rademacher"`` (+-1,
+            cheaper on a CPU; ``blrlib.optim._draws`` says what changes). Predictions always
+            draw from q.
         dropout: pi1, the probability of keeping a unit, in (0, 1]; 1 (the default) is no
             dropout and gives exactly the iterates without it; or a :class:`ConcreteDropout`,
             which learns pi1 (per group: a group may override it).
@@ -115,8 +119,10 @@ class BLROptimizer(torch.optim.Optimizer):
         loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
         generator: torch.Generator | None = None,
         dropout: float | _concrete.ConcreteDropout = 1.0,
+        draws: Draws | str = Draws.GAUSSIAN,
     ) -> None:
         positive_float(n_data, "n_data")
+        self.draws = parse_option(draws, Draws, "draws")
         if not isinstance(dropout, _concrete.ConcreteDropout):
             check_pi1(dropout, "dropout")
         positive_float(lr, "lr")
@@ -147,7 +153,7 @@ class BLROptimizer(torch.optim.Optimizer):
             check_pi1(group["dropout"], "dropout")
         self._masks: dict[Tensor, Tensor] = {}  # z (broadcastable) of the last training draw
         self._premask: dict[Tensor, tuple[Tensor, Tensor]] = {}  # theta, probes (learned pi1)
-        self._noise: dict[Tensor, tuple[Tensor, Tensor]] = {}  # theta - m and s of the draw
+        self._noise: dict[Tensor, tuple[Tensor, Tensor]] = {}  # eps and sqrt(s) of the draw
         self._hess_hat: dict[Tensor, Tensor] = {}  # from backward() (gauss_newton, autograd)
         self._scratch: dict[tuple[Any, ...], Any] = {}  # buffers reused by sampled_params
 
@@ -237,30 +243,36 @@ class BLROptimizer(torch.optim.Optimizer):
         yield
 
     def _perturb(self, group: dict[str, Any], ps: list[Tensor], train: bool) -> list[Tensor]:
-        """theta = m + s^-1/2 eps in place (one flat N(0, I) draw per group); returns the means.
+        """theta = m + eps / sqrt(s) in place (one flat draw per group); returns the means.
 
-        The draw, the precisions and the copy of the means live in scratch buffers kept between
-        steps (allocating them anew costs more than the arithmetic on a CPU).
+        eps ~ N(0, I); with ``draws="rademacher"`` the training draws are eps_j = +-1 instead
+        (:class:`Draws`). The draw, sqrt(s) and the copy of the means live in scratch buffers
+        kept between steps (allocating them anew costs more than the arithmetic on a CPU).
         """
         key = (train, *(id(p) for p in ps))  # predictions must not overwrite a training draw
         if key not in self._scratch:
             sizes = [p.numel() for p in ps]
             dtype = self._state(ps[0], group)["hess"].dtype
-            flat = torch.empty(sum(sizes), dtype=dtype, device=ps[0].device)
-            eps = [e.view_as(p) for e, p in zip(flat.split(sizes), ps, strict=True)]
+            padded = -(-sum(sizes) // 64) * 64  # whole words of random bits (rademacher_)
+            flat = torch.empty(padded, dtype=dtype, device=ps[0].device)
+            eps = [e.view_as(p) for e, p in zip(flat[: sum(sizes)].split(sizes), ps, strict=True)]
             self._scratch[key] = (flat, eps, [torch.empty_like(e) for e in eps],
                                   [torch.empty_like(p) for p in ps])  # fmt: skip
-        flat, eps, precs, means = self._scratch[key]
-        flat.normal_(generator=self.generator)
-        self._precisions(group, ps, out=precs)
-        torch._foreach_div_(eps, torch._foreach_sqrt(precs))
+        flat, eps, roots, means = self._scratch[key]
+        if train and self.draws is Draws.RADEMACHER:
+            rademacher_(flat, generator=self.generator)
+        else:  # exactly P numbers: the stream of blr.step's draws (tests/optim)
+            flat[: sum(e.numel() for e in eps)].normal_(generator=self.generator)
+        self._precisions(group, ps, out=roots)
+        torch._foreach_sqrt_(roots)  # sqrt(s), in place
         torch._foreach_copy_(means, ps)
         if ps[0].dtype in LOW_PRECISION:
-            torch._foreach_add_(ps, [e.to(p.dtype) for e, p in zip(eps, ps, strict=True)])
+            steps = torch._foreach_div(eps, roots)
+            torch._foreach_add_(ps, [e.to(p.dtype) for e, p in zip(steps, ps, strict=True)])
         else:
-            torch._foreach_add_(ps, eps)
-        if train:  # kept for step(): theta - m and s (Price's identity)
-            self._noise.update(zip(ps, zip(eps, precs, strict=True), strict=True))
+            torch._foreach_addcdiv_(ps, eps, roots)  # m + eps / sqrt(s), one pass
+        if train:  # kept for step(): (theta - m) s = eps sqrt(s) (Price's identity)
+            self._noise.update(zip(ps, zip(eps, roots, strict=True), strict=True))
         return means
 
     def backward(self, inputs: Tensor, targets: Tensor) -> Tensor:
@@ -344,10 +356,10 @@ class BLROptimizer(torch.optim.Optimizer):
         if self.hessian is HessianEstimate.GRADSQ:
             hess_hat = None
         elif self.hessian is HessianEstimate.REPARAM:  # E[(theta - m) s g] (Price, App D)
-            hess_hat = [self._noise[p][0] for p in ps]  # the draw's buffers, overwritten
-            torch._foreach_mul_(hess_hat, grads)
-            work = [self._noise[p][1] for p in ps]
-            torch._foreach_mul_(hess_hat, work)  # then work is free: blr_update_'s scratch
+            hess_hat = [self._noise[p][0] for p in ps]  # eps: the draw's buffer, overwritten
+            work = [self._noise[p][1] for p in ps]  # sqrt(s)
+            torch._foreach_mul_(hess_hat, work)  # (theta - m) s g = eps sqrt(s) g; then work
+            torch._foreach_mul_(hess_hat, grads)  # is free: blr_update_'s scratch
         else:
             hess_hat = [self._hess_hat[p].to(h.dtype) for p, h in zip(ps, hess, strict=True)]
             if _dropout.active(group):  # Eq 43: z H(theta~) / pi1
@@ -358,6 +370,11 @@ class BLROptimizer(torch.optim.Optimizer):
             buffers = ([s["momentum"] for s in states],)
         else:
             buffers = ()
+        if work is None:  # kept between steps, as the draw's buffers are
+            key = ("work", *(id(p) for p in ps))
+            if key not in self._scratch:
+                self._scratch[key] = [torch.empty_like(h) for h in hess]
+            work = self._scratch[key]
         for s in states:
             s["step"] += 1
         blr_update_(
