@@ -36,7 +36,10 @@ from torch import Tensor, nn
 
 from blrlib import _checks, optim
 
-__all__ = ["PARTS", "WIDTHS", "compare", "environment", "profile", "step_times"]
+__all__ = [
+    "PARTS", "RECORD", "WIDTHS", "compare", "describe", "environment", "load", "profile",
+    "profile_lines", "step_times", "table_lines",
+]  # fmt: skip
 
 WIDTHS = (128, 512, 2048)  # hidden widths of the MLP 64-w-w-10: 26k, 300k and 4.3M parameters
 PARTS = ("draw", "forward", "backward", "restore", "step")
@@ -103,7 +106,8 @@ def _one_step(
     draw = nullcontext() if name == "adam" else opt.sampled_params(train=True)
     with draw:
         tick()
-        if name == "vogn":  # its forward pass is inside backward (per-example gradients)
+        if getattr(opt, "model", None) is not None:  # VOGN: the forward pass is inside
+            # backward (per-example gradients)
             tick()
             opt.backward(x, y)
         else:
@@ -326,20 +330,42 @@ def _manifest(device: torch.device) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _print_table(table: dict[int, dict[str, dict[str, Any]]]) -> None:
-    print(f"{'width':>6s} {'params':>9s} {'optimizer':14s} {'ms/step':>9s} {'ratio':>6s}"
-          f" {'spread':>6s}")  # fmt: skip
+RECORD = Path(__file__).resolve().parents[1] / "results" / "bench_optim_cpu.json"
+
+
+def load(path: Path | str = RECORD) -> dict[str, Any]:
+    """A record written by ``python -m blrlib.bench optim --out PATH`` (by default the
+    committed CPU one): ``{"manifest": ..., "table": {width: rows}, "profile": ...}``."""
+    return json.loads(Path(path).read_text())
+
+
+def describe(record: dict[str, Any]) -> str:
+    """One line: the machine, threads, torch version, load average, date and commit."""
+    m = record["manifest"]
+    return (f"{m['device']}, {m['threads']} thread(s), torch {m['torch']}, load average "
+            f"{m['load_avg_1min']} to {m.get('load_avg_1min_end')}, {m['date']}, "
+            f"commit {m['git_commit'][:7]}{' (dirty)' if m['dirty'] else ''}")  # fmt: skip
+
+
+def table_lines(table: dict[Any, dict[str, dict[str, Any]]]) -> list[str]:
+    """The table as text: width, parameters, optimizer, ms per step, ratio to Adam, spread."""
+    lines = [f"{'width':>6s} {'params':>9s} {'optimizer':18s} {'ms/step':>9s} {'ratio':>6s}"
+             f" {'spread':>6s}"]  # fmt: skip
     for width, rows in table.items():
         for key, row in rows.items():
-            print(f"{width:6d} {row['params']:9d} {key:14s} {1e3 * row['seconds']:9.3f}"
-                  f" {row['ratio']:6.3f} {row['spread']:6.3f}")  # fmt: skip
+            lines.append(f"{int(width):6d} {row['params']:9d} {key:18s}"
+                         f" {1e3 * row['seconds']:9.3f} {row['ratio']:6.3f}"
+                         f" {row['spread']:6.3f}")  # fmt: skip
+    return lines
 
 
-def _print_profile(prof: dict[str, dict[str, float]]) -> None:
-    print("profile: median ms of each part of one step (ns per parameter in brackets)")
+def profile_lines(prof: dict[str, dict[str, float]]) -> list[str]:
+    """The profile as text: ms of each part, and ns per parameter in brackets."""
+    lines = ["median ms of each part of one step (ns per parameter in brackets)"]
     for key, row in prof.items():
         cells = [f"{p} {1e3 * row[p]:.3f} ({1e9 * row[p] / row['params']:.2f})" for p in PARTS]
-        print(f"{key:14s} " + ", ".join(cells))
+        lines.append(f"{key:18s} " + ", ".join(cells))
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -367,12 +393,12 @@ def main(argv: list[str] | None = None) -> None:
     table = compare(device, widths=tuple(args.widths), step_seconds=args.step_seconds,
                     rounds=args.rounds, names=names[1:])  # fmt: skip
     print(" ".join(f"{k}={v}" for k, v in manifest.items()))
-    _print_table(table)
+    print("\n".join(table_lines(table)))
     prof = None
     if args.profile:
         width = 512 if 512 in args.widths else args.widths[0]
         prof = profile(device, names=names[1:], hidden=width)
-        _print_profile(prof)
+        print("\n".join(profile_lines(prof)))
     manifest["load_avg_1min_end"] = environment(device)["load_avg_1min"]
     if args.out is not None:
         record = {"manifest": manifest, "table": {str(w): r for w, r in table.items()},

@@ -183,13 +183,14 @@ class BLROptimizer(torch.optim.Optimizer):
         """s = N D(h) for each parameter of a group: D = h + delta / N, or sqrt(h) + eps."""
         hess = [self._state(p, group)["hess"] for p in ps]
         out = [torch.empty_like(h) for h in hess] if out is None else out
-        torch._foreach_copy_(out, hess)
         if self.options["sqrt"]:
+            torch._foreach_copy_(out, hess)
             torch._foreach_sqrt_(out)
             torch._foreach_add_(out, group["eps"])
             torch._foreach_mul_(out, group["n_data"])
         else:
-            torch._foreach_mul_(out, group["n_data"])
+            for o, h in zip(out, hess, strict=True):  # N h, one pass (no copy first)
+                torch.mul(h, group["n_data"], out=o)
             torch._foreach_add_(out, group["prior_prec"])
         return out
 
