@@ -241,9 +241,10 @@ def blr_update_(
         _add_into(work, hess, wd)
     torch._foreach_sub_(hess_hat, hess)  # hess_hat <- h_hat - h
     torch._foreach_add_(hess, hess_hat, alpha=beta)  # h <- h + beta (h_hat - h)
-    if positive:  # + beta^2 / 2 (h - h_hat)^2 / (h + delta / N): a square, one fused pass
+    if positive:  # + beta^2 / 2 (h - h_hat)^2 / (h + delta / N)
         torch._foreach_mul_(hess_hat, hess_hat)
-        torch._foreach_addcdiv_(hess, hess_hat, work, value=0.5 * beta * beta)
+        torch._foreach_div_(hess_hat, work)  # (addcdiv_ would round differently)
+        torch._foreach_add_(hess, hess_hat, alpha=0.5 * beta * beta)
     if natural:  # h_{t+1} += gamma (h_t - h_{t-1});  dh <- h_{t+1} - h_t
         torch._foreach_add_(hess, dh, alpha=gamma)
         torch._foreach_copy_(dh, hess)

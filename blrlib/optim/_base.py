@@ -153,7 +153,7 @@ class BLROptimizer(torch.optim.Optimizer):
             check_pi1(group["dropout"], "dropout")
         self._masks: dict[Tensor, Tensor] = {}  # z (broadcastable) of the last training draw
         self._premask: dict[Tensor, tuple[Tensor, Tensor]] = {}  # theta, probes (learned pi1)
-        self._noise: dict[Tensor, tuple[Tensor, Tensor]] = {}  # eps and sqrt(s) of the draw
+        self._noise: dict[Tensor, tuple[Tensor, Tensor]] = {}  # theta - m and s of the draw
         self._hess_hat: dict[Tensor, Tensor] = {}  # from backward() (gauss_newton, autograd)
         self._scratch: dict[tuple[Any, ...], Any] = {}  # buffers reused by sampled_params
 
@@ -247,8 +247,10 @@ class BLROptimizer(torch.optim.Optimizer):
         """theta = m + eps / sqrt(s) in place (one flat draw per group); returns the means.
 
         eps ~ N(0, I); with ``draws="rademacher"`` the training draws are eps_j = +-1 instead
-        (:class:`Draws`). The draw, sqrt(s) and the copy of the means live in scratch buffers
-        kept between steps (allocating them anew costs more than the arithmetic on a CPU).
+        (:class:`Draws`). The draw, s, sqrt(s) and the copy of the means live in scratch
+        buffers kept between steps (allocating them anew costs more than the arithmetic on a
+        CPU). The operations and their order are those the experiments' records were made
+        with, so that runs with Gaussian draws repeat to the bit.
         """
         key = (train, *(id(p) for p in ps))  # predictions must not overwrite a training draw
         if key not in self._scratch:
@@ -258,22 +260,24 @@ class BLROptimizer(torch.optim.Optimizer):
             flat = torch.empty(padded, dtype=dtype, device=ps[0].device)
             eps = [e.view_as(p) for e, p in zip(flat[: sum(sizes)].split(sizes), ps, strict=True)]
             self._scratch[key] = (flat, eps, [torch.empty_like(e) for e in eps],
+                                  [torch.empty_like(e) for e in eps],
                                   [torch.empty_like(p) for p in ps])  # fmt: skip
-        flat, eps, roots, means = self._scratch[key]
+        flat, eps, precs, roots, means = self._scratch[key]
         if train and self.draws is Draws.RADEMACHER:
             rademacher_(flat, generator=self.generator)
         else:  # exactly P numbers: the stream of blr.step's draws (tests/optim)
             flat[: sum(e.numel() for e in eps)].normal_(generator=self.generator)
-        self._precisions(group, ps, out=roots)
-        torch._foreach_sqrt_(roots)  # sqrt(s), in place
+        self._precisions(group, ps, out=precs)
+        for r, s in zip(roots, precs, strict=True):  # sqrt(s) into a kept buffer
+            torch.sqrt(s, out=r)
+        torch._foreach_div_(eps, roots)  # theta - m = eps / sqrt(s)
         torch._foreach_copy_(means, ps)
         if ps[0].dtype in LOW_PRECISION:
-            steps = torch._foreach_div(eps, roots)
-            torch._foreach_add_(ps, [e.to(p.dtype) for e, p in zip(steps, ps, strict=True)])
+            torch._foreach_add_(ps, [e.to(p.dtype) for e, p in zip(eps, ps, strict=True)])
         else:
-            torch._foreach_addcdiv_(ps, eps, roots)  # m + eps / sqrt(s), one pass
-        if train:  # kept for step(): (theta - m) s = eps sqrt(s) (Price's identity)
-            self._noise.update(zip(ps, zip(eps, roots, strict=True), strict=True))
+            torch._foreach_add_(ps, eps)
+        if train:  # kept for step(): theta - m and s (Price's identity)
+            self._noise.update(zip(ps, zip(eps, precs, strict=True), strict=True))
         return means
 
     def backward(self, inputs: Tensor, targets: Tensor) -> Tensor:
@@ -357,10 +361,10 @@ class BLROptimizer(torch.optim.Optimizer):
         if self.hessian is HessianEstimate.GRADSQ:
             hess_hat = None
         elif self.hessian is HessianEstimate.REPARAM:  # E[(theta - m) s g] (Price, App D)
-            hess_hat = [self._noise[p][0] for p in ps]  # eps: the draw's buffer, overwritten
-            work = [self._noise[p][1] for p in ps]  # sqrt(s)
-            torch._foreach_mul_(hess_hat, work)  # (theta - m) s g = eps sqrt(s) g; then work
-            torch._foreach_mul_(hess_hat, grads)  # is free: blr_update_'s scratch
+            hess_hat = [self._noise[p][0] for p in ps]  # the draw's buffers, overwritten
+            torch._foreach_mul_(hess_hat, grads)
+            work = [self._noise[p][1] for p in ps]
+            torch._foreach_mul_(hess_hat, work)  # then work is free: blr_update_'s scratch
         else:
             hess_hat = [self._hess_hat[p].to(h.dtype) for p, h in zip(ps, hess, strict=True)]
             if _dropout.active(group):  # Eq 43: z H(theta~) / pi1
