@@ -290,7 +290,9 @@ def profile(
     hidden: int = 512,
     batch: int = 128,
 ) -> dict[str, dict[str, float]]:
-    """Median seconds of each part of a step (:data:`PARTS`), steps interleaved by optimizer.
+    """The least seconds of each part of a step (:data:`PARTS`) over ``steps`` steps, steps
+    interleaved by optimizer: on a shared machine a part that another process interrupted
+    takes longer, never shorter, so the minimum is what the part itself costs.
 
     ``draw`` is entering ``sampled_params``, ``restore`` leaving it (both 0 for Adam); for
     VOGN ``backward`` is ``opt.backward`` (its forward pass included) and ``forward`` is 0.
@@ -313,9 +315,9 @@ def profile(
                 if i >= warmup:
                     parts[name].append([b - a for a, b in zip(marks[:-1], marks[1:], strict=True)])
         for name, rows in parts.items():
-            med = {p: statistics.median(r[k] for r in rows) for k, p in enumerate(PARTS)}
-            med["params"] = sum(p.numel() for p in runs[name][1].parameters())
-            result[f"{model_name}/{name}"] = med
+            least = {p: min(r[k] for r in rows) for k, p in enumerate(PARTS)}
+            least["params"] = sum(p.numel() for p in runs[name][1].parameters())
+            result[f"{model_name}/{name}"] = least
     return result
 
 
@@ -361,7 +363,7 @@ def table_lines(table: dict[Any, dict[str, dict[str, Any]]]) -> list[str]:
 
 def profile_lines(prof: dict[str, dict[str, float]]) -> list[str]:
     """The profile as text: ms of each part, and ns per parameter in brackets."""
-    lines = ["median ms of each part of one step (ns per parameter in brackets)"]
+    lines = ["least ms of each part of a step (ns per parameter in brackets)"]
     for key, row in prof.items():
         cells = [f"{p} {1e3 * row[p]:.3f} ({1e9 * row[p] / row['params']:.2f})" for p in PARTS]
         lines.append(f"{key:18s} " + ", ".join(cells))
