@@ -41,6 +41,7 @@ class VON(BLROptimizer):
         draws: ``"gaussian"`` (eps ~ N(0, I), the default) or ``"rademacher"`` (eps_j = +-1,
             about a sixth of the cost of a Gaussian number on a CPU; the Hessian estimate keeps
             its mean on a quadratic, see ``blrlib.optim._draws``).
+        process_group: the ranks to keep in step (None: the default group, if any).
     """
 
     def __init__(
@@ -57,6 +58,7 @@ class VON(BLROptimizer):
         generator: torch.Generator | None = None,
         dropout: float | ConcreteDropout = 1.0,
         draws: Draws | str = Draws.GAUSSIAN,
+        process_group: Any = None,
     ) -> None:
         if isinstance(hess_init, (int, float)) and not isinstance(hess_init, bool):
             if hess_init <= 0:
@@ -66,4 +68,5 @@ class VON(BLROptimizer):
             hess_init=hess_init, estimator="mc", hessian="reparam", momentum="ema",
             bias_correction=True, positive=positive, generator=generator, dropout=dropout,
             draws=draws,
+            process_group=process_group,
         )  # fmt: skip
