@@ -6,6 +6,7 @@ numbers the chapter prints are computed from the rounds as documented.
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 
@@ -41,3 +42,26 @@ def test_environment_and_bad_arguments():
         bench.step_times(torch.device("cpu"), rounds=0)
     with pytest.raises(ValueError, match="names"):
         bench.step_times(torch.device("cpu"), names=["sgd"])
+
+
+def test_compare_profile_and_the_json_record(tmp_path, capsys):
+    """The command line at a tiny width and 2 rounds: a table per width, the profile's parts,
+    a json record with its manifest, and the ratio of VON as the last line."""
+    out = tmp_path / "bench.json"
+    threads = torch.get_num_threads()
+    bench.main(["optim", "--widths", "8", "16", "--rounds", "2", "--step-seconds", "0.002",
+                "--names", "von", "von_rademacher", "--threads", "1", "--profile",
+                "--out", str(out)])  # fmt: skip
+    torch.set_num_threads(threads)
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    record = json.loads(out.read_text())
+    assert set(record["table"]) == {"8", "16"}
+    von = record["table"]["16"]["mlp/von"]
+    assert von["params"] == 64 * 16 + 16 + 16 * 16 + 16 + 16 * 10 + 10
+    assert last == f"step_time_ratio_vs_adam={record['table']['8']['mlp/von']['ratio']:.3f}"
+    for key in ("git_commit", "dirty", "date", "device", "threads", "torch", "load_avg_1min"):
+        assert key in record["manifest"]
+    assert record["manifest"]["threads"] == 1
+    prof = record["profile"]
+    assert set(prof) == {"mlp/adam", "mlp/von", "mlp/von_rademacher"}
+    assert all(prof["mlp/von"][p] >= 0 for p in bench.PARTS)

@@ -15,7 +15,8 @@ import pytest
 from blrlib import experiments
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-RECORDS = sorted(RESULTS.glob("*.json"))
+RECORDS = sorted(p for p in RESULTS.glob("*.json") if not p.stem.startswith("bench_"))
+BENCH_RECORDS = sorted(RESULTS.glob("bench_*.json"))  # python -m blrlib.bench optim --out
 MANIFEST_KEYS = {
     "experiment", "scale", "git_commit", "date", "torch_version", "device", "threads", "seed",
     "seeds", "dirty", "wall_time_s",
@@ -35,3 +36,18 @@ def test_record(path: Path) -> None:
         ["git", "cat-file", "-e", f"{manifest['git_commit']}^{{commit}}"],
         cwd=RESULTS, check=True, capture_output=True,
     )  # fmt: skip  # the commit is in this repository's history
+
+
+@pytest.mark.parametrize("path", BENCH_RECORDS, ids=[p.stem for p in BENCH_RECORDS])
+def test_bench_record(path: Path) -> None:
+    """A timing table: its manifest names a committed tree, the machine, threads and load."""
+    record = json.loads(path.read_text())
+    manifest = record["manifest"]
+    keys = {"git_commit", "dirty", "date", "device", "threads", "torch", "load_avg_1min"}
+    assert keys <= set(manifest), f"manifest lacks {keys - set(manifest)}"
+    assert manifest["dirty"] is False, "a record must come from a committed tree"
+    assert record["table"] and all("mlp/adam" in rows for rows in record["table"].values())
+    subprocess.run(
+        ["git", "cat-file", "-e", f"{manifest['git_commit']}^{{commit}}"],
+        cwd=RESULTS, check=True, capture_output=True,
+    )  # fmt: skip

@@ -238,26 +238,25 @@ def blr_update_(
         h_old = [h.clone() for h in hess]
         d_old = torch._foreach_add(hess, wd)  # D_t, before the update
     if positive:  # work <- h + delta / N, before the update
-        torch._foreach_copy_(work, hess)
-        torch._foreach_add_(work, wd)
+        _add_into(work, hess, wd)
     torch._foreach_sub_(hess_hat, hess)  # hess_hat <- h_hat - h
     torch._foreach_add_(hess, hess_hat, alpha=beta)  # h <- h + beta (h_hat - h)
     if positive:  # + beta^2 / 2 (h - h_hat)^2 / (h + delta / N)
         torch._foreach_mul_(hess_hat, hess_hat)
-        torch._foreach_div_(hess_hat, work)
+        torch._foreach_div_(hess_hat, work)  # (addcdiv_ would round differently)
         torch._foreach_add_(hess, hess_hat, alpha=0.5 * beta * beta)
     if natural:  # h_{t+1} += gamma (h_t - h_{t-1});  dh <- h_{t+1} - h_t
         torch._foreach_add_(hess, dh, alpha=gamma)
         torch._foreach_copy_(dh, hess)
         torch._foreach_sub_(dh, h_old)
-    torch._foreach_copy_(work, hess)  # work <- the scaling D_{t+1}
-    if sqrt:
+    if sqrt:  # work <- the scaling D_{t+1}
+        torch._foreach_copy_(work, hess)
         if bias_correction:
             torch._foreach_div_(work, 1.0 - (1.0 - beta) ** step)
         torch._foreach_sqrt_(work)
         torch._foreach_add_(work, eps)
     else:
-        torch._foreach_add_(work, wd)
+        _add_into(work, hess, wd)
     if momentum is Momentum.EMA and gamma != 0:  # u <- gamma u + (1 - gamma) (g + delta/N m)
         (direction,) = buffers
         torch._foreach_lerp_(direction, grads, 1.0 - gamma)
@@ -279,3 +278,9 @@ def blr_update_(
         torch._foreach_sub_(vel, direction)
         return
     torch._foreach_addcdiv_(means, direction, work, value=-lr)
+
+
+def _add_into(out: list[Tensor], xs: list[Tensor], c: float) -> None:
+    """out <- x + c, one pass per tensor (copying, then adding in place, would take two)."""
+    for o, x in zip(out, xs, strict=True):
+        torch.add(x, c, out=o)

@@ -53,6 +53,7 @@ bit (``tests/optim/test_checkpoint.py``).
 
 from blrlib.optim._base import BLROptimizer, HessianEstimate
 from blrlib.optim._concrete import ConcreteDropout
+from blrlib.optim._draws import Draws
 from blrlib.optim.bayesbinn import STE, BayesBiNN
 from blrlib.optim.newton import AdamLike, Newton
 from blrlib.optim.ogn import OGN, VOGN
@@ -61,5 +62,5 @@ from blrlib.optim.von import VON
 
 __all__ = [
     "OGN", "STE", "VOGN", "VON", "AdamLike", "BLROptimizer", "BayesBiNN", "ConcreteDropout",
-    "HessianEstimate", "Newton", "predict",
+    "Draws", "HessianEstimate", "Newton", "predict",
 ]  # fmt: skip

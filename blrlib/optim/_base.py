@@ -33,6 +33,7 @@ from blrlib.estimators import Estimator, parse_option
 from blrlib.families.diag_gaussian import Momentum, blr_update_
 from blrlib.families.spike_slab import check_pi1
 from blrlib.optim import _checkpoint, _concrete, _curvature, _distributed, _dropout
+from blrlib.optim._draws import Draws, rademacher_
 
 __all__ = ["BLROptimizer", "HessianEstimate"]
 
@@ -85,6 +86,9 @@ class BLROptimizer(torch.optim.Optimizer):
             needed by :meth:`backward` (``gauss_newton`` and ``autograd``).
         generator: random generator for the draws (and the dropout masks); None: torch's
             global one (under torch.distributed: one the optimizer shares across ranks).
+        draws: the training draws eps, ``"gaussian"`` (q's own) or ``"rademacher"`` (+-1,
+            cheaper on a CPU; ``blrlib.optim._draws`` says what changes). Predictions always
+            draw from q.
         dropout: pi1, the probability of keeping a unit, in (0, 1]; 1 (the default) is no
             dropout and gives exactly the iterates without it; or a :class:`ConcreteDropout`,
             which learns pi1 (per group: a group may override it).
@@ -118,9 +122,11 @@ class BLROptimizer(torch.optim.Optimizer):
         loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
         generator: torch.Generator | None = None,
         dropout: float | _concrete.ConcreteDropout = 1.0,
+        draws: Draws | str = Draws.GAUSSIAN,
         process_group: Any = None,
     ) -> None:
         positive_float(n_data, "n_data")
+        self.draws = parse_option(draws, Draws, "draws")
         if not isinstance(dropout, _concrete.ConcreteDropout):
             check_pi1(dropout, "dropout")
         positive_float(lr, "lr")
@@ -182,13 +188,14 @@ class BLROptimizer(torch.optim.Optimizer):
         """s = N D(h) for each parameter of a group: D = h + delta / N, or sqrt(h) + eps."""
         hess = [self._state(p, group)["hess"] for p in ps]
         out = [torch.empty_like(h) for h in hess] if out is None else out
-        torch._foreach_copy_(out, hess)
         if self.options["sqrt"]:
+            torch._foreach_copy_(out, hess)
             torch._foreach_sqrt_(out)
             torch._foreach_add_(out, group["eps"])
             torch._foreach_mul_(out, group["n_data"])
         else:
-            torch._foreach_mul_(out, group["n_data"])
+            for o, h in zip(out, hess, strict=True):  # N h, one pass (no copy first)
+                torch.mul(h, group["n_data"], out=o)
             torch._foreach_add_(out, group["prior_prec"])
         return out
 
@@ -268,23 +275,33 @@ class BLROptimizer(torch.optim.Optimizer):
         self._draws_checked = True
 
     def _perturb(self, group: dict[str, Any], ps: list[Tensor], train: bool) -> list[Tensor]:
-        """theta = m + s^-1/2 eps in place (one flat N(0, I) draw per group); returns the means.
+        """theta = m + eps / sqrt(s) in place (one flat draw per group); returns the means.
 
-        The draw, the precisions and the copy of the means live in scratch buffers kept between
-        steps (allocating them anew costs more than the arithmetic on a CPU).
+        eps ~ N(0, I); with ``draws="rademacher"`` the training draws are eps_j = +-1 instead
+        (:class:`Draws`). The draw, s, sqrt(s) and the copy of the means live in scratch
+        buffers kept between steps (allocating them anew costs more than the arithmetic on a
+        CPU). The operations and their order are those the experiments' records were made
+        with, so that runs with Gaussian draws repeat to the bit.
         """
         key = (train, *(id(p) for p in ps))  # predictions must not overwrite a training draw
         if key not in self._scratch:
             sizes = [p.numel() for p in ps]
             dtype = self._state(ps[0], group)["hess"].dtype
-            flat = torch.empty(sum(sizes), dtype=dtype, device=ps[0].device)
-            eps = [e.view_as(p) for e, p in zip(flat.split(sizes), ps, strict=True)]
+            padded = -(-sum(sizes) // 64) * 64  # whole words of random bits (rademacher_)
+            flat = torch.empty(padded, dtype=dtype, device=ps[0].device)
+            eps = [e.view_as(p) for e, p in zip(flat[: sum(sizes)].split(sizes), ps, strict=True)]
             self._scratch[key] = (flat, eps, [torch.empty_like(e) for e in eps],
+                                  [torch.empty_like(e) for e in eps],
                                   [torch.empty_like(p) for p in ps])  # fmt: skip
-        flat, eps, precs, means = self._scratch[key]
-        flat.normal_(generator=self.generator)
+        flat, eps, precs, roots, means = self._scratch[key]
+        if train and self.draws is Draws.RADEMACHER:
+            rademacher_(flat, generator=self.generator)
+        else:  # exactly P numbers: the stream of blr.step's draws (tests/optim)
+            flat[: sum(e.numel() for e in eps)].normal_(generator=self.generator)
         self._precisions(group, ps, out=precs)
-        torch._foreach_div_(eps, torch._foreach_sqrt(precs))
+        for r, s in zip(roots, precs, strict=True):  # sqrt(s) into a kept buffer
+            torch.sqrt(s, out=r)
+        torch._foreach_div_(eps, roots)  # theta - m = eps / sqrt(s)
         torch._foreach_copy_(means, ps)
         if ps[0].dtype in LOW_PRECISION:
             torch._foreach_add_(ps, [e.to(p.dtype) for e, p in zip(eps, ps, strict=True)])
@@ -411,6 +428,11 @@ class BLROptimizer(torch.optim.Optimizer):
             buffers = ([s["momentum"] for s in states],)
         else:
             buffers = ()
+        if work is None:  # kept between steps, as the draw's buffers are
+            key = ("work", *(id(p) for p in ps))
+            if key not in self._scratch:
+                self._scratch[key] = [torch.empty_like(h) for h in hess]
+            work = self._scratch[key]
         for s in states:
             s["step"] += 1
         blr_update_(

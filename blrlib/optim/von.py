@@ -21,6 +21,7 @@ from torch import Tensor
 
 from blrlib.optim._base import BLROptimizer
 from blrlib.optim._concrete import ConcreteDropout
+from blrlib.optim._draws import Draws
 
 __all__ = ["VON"]
 
@@ -37,6 +38,9 @@ class VON(BLROptimizer):
             a step equals ``blr.step`` exactly, see tests/optim/test_von.py).
         generator: for the draws (and the dropout masks).
         dropout: pi1; below 1 theta = z (m + eps / sqrt(s)), the full draw of App G.
+        draws: ``"gaussian"`` (eps ~ N(0, I), the default) or ``"rademacher"`` (eps_j = +-1,
+            about a sixth of the cost of a Gaussian number on a CPU; the Hessian estimate keeps
+            its mean on a quadratic, see ``blrlib.optim._draws``).
         process_group: the ranks to keep in step (None: the default group, if any).
     """
 
@@ -53,6 +57,7 @@ class VON(BLROptimizer):
         positive: bool = True,
         generator: torch.Generator | None = None,
         dropout: float | ConcreteDropout = 1.0,
+        draws: Draws | str = Draws.GAUSSIAN,
         process_group: Any = None,
     ) -> None:
         if isinstance(hess_init, (int, float)) and not isinstance(hess_init, bool):
@@ -62,5 +67,6 @@ class VON(BLROptimizer):
             params, n_data=n_data, lr=lr, beta=beta, gamma=gamma, prior_prec=prior_prec,
             hess_init=hess_init, estimator="mc", hessian="reparam", momentum="ema",
             bias_correction=True, positive=positive, generator=generator, dropout=dropout,
+            draws=draws,
             process_group=process_group,
         )  # fmt: skip
