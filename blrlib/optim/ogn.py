@@ -32,10 +32,17 @@ class OGN(BLROptimizer):
     """Online Gauss-Newton (Eq 44-45): delta method, Gauss-Newton Hessian, natural momentum.
 
     Args:
-        params: parameters or groups; n_data: N; lr, beta: rates of m and s; gamma: momentum
-        (Eq 80); prior_prec: delta; hess_init: h_0; model, loss_fn: the network and its
-        per-example loss (outputs, targets) -> (M,); dropout: pi1 (Eq 42-43 with Eq 45's
-        Hessian); generator: for the draws and masks.
+        params: parameters or groups.
+        n_data: N.
+        lr: the rate of m.
+        beta: the rate of s.
+        gamma: momentum (Eq 80).
+        prior_prec: delta.
+        hess_init: h_0.
+        model: the network.
+        loss_fn: its per-example loss, (outputs, targets) -> (M,).
+        dropout: pi1 (Eq 42-43 with Eq 45's Hessian).
+        generator: for the draws and masks.
     """
 
     _estimator = "delta"
