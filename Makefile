@@ -14,7 +14,7 @@ RENDER_CONFIG = _build/_config.render-check.yml
 JOBS ?= 2
 PARALLEL = OMP_NUM_THREADS=1
 
-.PHONY: venv book test render-check browser-check mathjax lint clean results
+.PHONY: venv book test render-check browser-check chromium mathjax lint clean results
 
 venv: $(STAMP)
 
@@ -48,7 +48,8 @@ book: $(STAMP) _build/.cache-inputs $(MATHJAX)
 	$(BIN)/jupyter-book build . -W -n --keep-going
 	@echo "Book: _build/html/index.html"
 
-test: $(STAMP)
+# chromium and MathJax first: tests/test_browser_check.py uses both
+test: $(STAMP) $(MATHJAX) chromium
 	$(BIN)/ruff check .
 	$(PARALLEL) $(BIN)/pytest -n $(JOBS) tests
 	$(PARALLEL) $(BIN)/pytest -n $(JOBS) --dist loadfile --nbval-lax --nbval-current-env book/
@@ -71,17 +72,20 @@ render-check: $(STAMP) $(MATHJAX)
 # Open every page that render-check built in headless Chromium (Debian's chromium package,
 # installed here when missing if we are root, as on CI) and fail on MathJax errors, raw TeX,
 # missing images, broken links, JavaScript errors and code wider than the page.
-browser-check: $(STAMP)
+browser-check: $(STAMP) chromium
+	$(BIN)/python tools/browser_check.py _build/render-check/_build/html
+
+chromium:
 	@command -v chromium >/dev/null || { test "$$(id -u)" = 0 && apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
 		{ echo "chromium is missing: apt-get install chromium (as root)"; exit 1; }
-	$(BIN)/python tools/browser_check.py _build/render-check/_build/html
 
 # Every full-scale experiment whose record in results/ is missing or older than its code, one
-# after another (a clean working tree is required); commit results/ afterwards.
+# after another (a clean working tree is required), then the Table 1 page that shows their
+# numbers; commit results/ and book/table1.md afterwards.
 results: $(STAMP)
 	$(BIN)/python -m blrlib.experiments --stale --scale full
-	$(BIN)/python -m blrlib.table1  # the Table 1 page shows the new records' numbers
+	$(BIN)/python -m blrlib.table1
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

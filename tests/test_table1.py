@@ -29,17 +29,15 @@ def _chapter_markdown(chapter: str) -> str:
 
 
 def _import(dotted: str) -> object:
-    """The object at a dotted path: the longest importable module, then attributes."""
+    """The object at a dotted path, as Python resolves ``blrlib.infer.laplace`` (attributes
+    first: the package's function shadows its submodule of the same name)."""
     parts = dotted.split(".")
-    for i in range(len(parts), 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:i]))
-        except ModuleNotFoundError:
-            continue
-        for name in parts[i:]:
-            obj = getattr(obj, name)
-        return obj
-    raise ModuleNotFoundError(dotted)
+    obj = importlib.import_module(parts[0])
+    for i, name in enumerate(parts[1:], start=2):
+        if not hasattr(obj, name):
+            importlib.import_module(".".join(parts[:i]))
+        obj = getattr(obj, name)
+    return obj
 
 
 @pytest.mark.parametrize("row", table1.ROWS, ids=IDS)

@@ -132,26 +132,28 @@ def _public_name(
 def _page_context(
     app: Sphinx, pagename: str, templatename: str, context: dict, doctree: object
 ) -> None:
-    """Drop repeated script tags, and write out the theme's default colour mode.
+    """Keep one of each script, and write out the theme's default colour mode.
 
-    sphinx-thebe adds its ``const`` settings once per read, and a repeated ``const`` is a
-    JavaScript error; an empty ``default_mode`` makes the theme log a console error on a
-    reader's first visit.
+    Sphinx adds a script registered with ``filename=None`` again as ``""`` before writing, so
+    sphinx-thebe's and sphinx-togglebutton's inline settings appear twice, and a repeated
+    ``const`` is a JavaScript error. An empty colour mode makes the theme log an error.
     """
-    seen, scripts = set(), []
-    for js in context.get("script_files", []):
-        attributes = tuple(sorted(getattr(js, "attributes", {}).items()))
-        key = (getattr(js, "filename", str(js)), attributes)
-        if key not in seen:
-            seen.add(key)
-            scripts.append(js)
-    context["script_files"][:] = scripts
+    scripts = context.get("script_files")
+    if isinstance(scripts, list):
+        seen, unique = set(), []
+        for js in scripts:
+            attributes = getattr(js, "attributes", {})
+            key = (getattr(js, "filename", js) or "", tuple(sorted(attributes.items())))
+            if key not in seen:
+                seen.add(key)
+                unique.append(js)
+        scripts[:] = unique  # in place: the builder's list, which others may still extend
     if not context.get("default_mode"):
         context["default_mode"] = "auto"
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
-    app.connect("html-page-context", _page_context, priority=900)  # after the others
+    app.connect("html-page-context", _page_context)
     # before napoleon (priority 500), which turns the Google sections into fields
     app.connect("autodoc-process-docstring", _process_docstring, priority=400)
     app.connect("missing-reference", _public_name)
