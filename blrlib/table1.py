@@ -248,7 +248,8 @@ def _cell(text: str) -> str:
 
 
 def _api(path: str) -> str:
-    return f"{{py:obj}}`{path.removeprefix('blrlib.')} <{path}>`"
+    """A link to the API reference that shows the object's own name (the column is narrow)."""
+    return f"{{py:obj}}`~{path}`"
 
 
 _HEADER = """\
@@ -257,8 +258,9 @@ _HEADER = """\
 Table 1 of {cite}`khan2023blr` lists the learning algorithms that the Bayesian learning rule \
 gives for a choice of candidate family, of natural-gradient estimator and of further \
 approximations.
-Each row below links to the section of this book that derives it and to the blrlib object \
-that implements it, documented in the {doc}`API reference <api/index>`.
+Each row below names where the paper derives it, links there to the section of this book \
+that derives it, and to the blrlib object that implements it, documented in the \
+{doc}`API reference <api/index>`.
 The last table names the test that pins each derivation and the full-scale number of the \
 experiment that measures it.
 Rows the paper marks as new say (New); the last group holds the rules the book adds.
@@ -274,16 +276,16 @@ def markdown(results_dir: Path | str | None = None) -> str:
         out += [
             f"## {group}",
             "",
-            "| Algorithm | Candidate $q$ | Natural gradient | "
-            "Approximations | Paper | Derived in | blrlib |",
-            "|---|---|---|---|---|---|---|",
+            "| Algorithm | Candidate $q$ | Natural gradient; approximations | Derived in "
+            "| blrlib |",
+            "|---|---|---|---|---|",
         ]
         for r in (r for r in ROWS if r.group == group):
             name = r.name + (" (New)" if r.new else "")
+            choices = r.estimator + ("" if r.approximation == "none" else f"; {r.approximation}")
             out.append(
-                f"| {_cell(name)} | {_cell(r.family)} | {_cell(r.estimator)} | "
-                f"{_cell(r.approximation)} | {r.paper} | {{ref}}`{r.section}` | "
-                f"{_api(r.function)} |"
+                f"| {_cell(name)} | {_cell(r.family)} | {_cell(choices)} | "
+                f"{{ref}}`{r.paper} <{r.section}>` | {_api(r.function)} |"
             )
         out.append("")
     out += ["## Tests and full-scale numbers", "",
