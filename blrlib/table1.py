@@ -1,7 +1,7 @@
 """Table 1 of Khan & Rue (2023), row by row, with where the book derives, implements and tests it.
 
     from blrlib import table1
-    row = table1.find("Online Gauss-Newton (OGN)")
+    row = table1.find("Variational OGN (VOGN)")
     row.function, row.section, row.test          # the code, the derivation, the test
     print(table1.markdown())                     # the book's Table 1 page (book/table1.md)
 

@@ -95,6 +95,6 @@ def test_page_is_what_the_registry_writes() -> None:
 
 
 def test_headline_without_a_record_is_the_describe_line(tmp_path: Path) -> None:
-    row = table1.find("Online Gauss-Newton (OGN)")
+    row = table1.find("Variational OGN (VOGN)")
     assert table1.headline(row, tmp_path) == experiments.describe(row.experiment, tmp_path)
     assert table1.headline(table1.find("Ridge regression"), tmp_path) == ""
