@@ -33,7 +33,7 @@ class OGN(BLROptimizer):
 
     Args:
         params: parameters or groups.
-        n_data: N.
+        n_data: N, the number of training examples.
         lr: the rate of m.
         beta: the rate of s.
         gamma: momentum (Eq 80).
