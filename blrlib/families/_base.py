@@ -115,7 +115,7 @@ class ExponentialFamily(abc.ABC):
 
     @abc.abstractmethod
     def sufficient_statistics(self, theta: Tensor) -> Params:
-        """T(theta) for theta of shape (..., P); entry i has shape (..., *natural_shapes()[i])."""
+        """T(theta) for theta of shape (..., P); entry i: ``(..., *natural_shapes()[i])``."""
 
     @abc.abstractmethod
     def log_base_measure(self, theta: Tensor) -> Tensor:

@@ -281,7 +281,7 @@ class SpikeSlab(ExponentialFamily):
         """Eq 85-86: E_{slab}[grad log q] ~ 0 and E_{slab}[Hessian log q] ~ -S_j.
 
         Both hold when the responsibility r_j(theta) ~ 1 wherever the slab has mass (the two
-        components "not close"); :func:`blrlib.dropout.exact_log_q_grad_hess` gives the truth.
+        components "not close"); :func:`blrlib.dropout.entropy_terms` gives the truth.
         """
         grad = torch.zeros(self.n_units, self.unit_dim, dtype=self.dtype, device=self.device)
         if self.fixed:

@@ -46,7 +46,7 @@ class GaussianPosterior:
 
     @property
     def cov(self) -> Tensor:
-        """S^-1: (P, P) for a full Gaussian, the variances (P,) for a diagonal one."""
+        """The covariance S^-1, (P, P) for a full Gaussian; the variances (P,) for a diagonal."""
         return self.family.mean_cov(self.lam)[1]
 
     @property

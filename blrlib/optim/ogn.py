@@ -32,11 +32,19 @@ class OGN(BLROptimizer):
     """Online Gauss-Newton (Eq 44-45): delta method, Gauss-Newton Hessian, natural momentum.
 
     Args:
-        params: parameters or groups; n_data: N; lr, beta: rates of m and s; gamma: momentum
-        (Eq 80); prior_prec: delta; hess_init: h_0; model, loss_fn: the network and its
-        per-example loss (outputs, targets) -> (M,); dropout: pi1 (Eq 42-43 with Eq 45's
-        Hessian); generator: for the draws and masks; process_group: the ranks to keep in
-        step (None: the default group, if any), over which backward() averages.
+        params: parameters or groups.
+        n_data: N, the number of training examples.
+        lr: the rate of m.
+        beta: the rate of s.
+        gamma: momentum (Eq 80).
+        prior_prec: delta.
+        hess_init: h_0.
+        model: the network.
+        loss_fn: its per-example loss, (outputs, targets) -> (M,).
+        dropout: pi1 (Eq 42-43 with Eq 45's Hessian).
+        generator: for the draws and masks.
+        process_group: the ranks to keep in step (None: the default group, if any), over
+            which backward() averages.
     """
 
     _estimator = "delta"
