@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from blrlib._checks import n_data as check_n_data
 from blrlib._checks import positive_float
 from blrlib.estimators import Estimator, parse_option
 from blrlib.families.diag_gaussian import Momentum, blr_update_
@@ -116,7 +117,7 @@ class BLROptimizer(torch.optim.Optimizer):
         generator: torch.Generator | None = None,
         dropout: float | _concrete.ConcreteDropout = 1.0,
     ) -> None:
-        positive_float(n_data, "n_data")
+        n_data = check_n_data(n_data)  # Python, numpy or 0-d tensor number >= 1
         if not isinstance(dropout, _concrete.ConcreteDropout):
             check_pi1(dropout, "dropout")
         positive_float(lr, "lr")
@@ -143,6 +144,7 @@ class BLROptimizer(torch.optim.Optimizer):
         )  # fmt: skip
         super().__init__(params, defaults)
         for group in self.param_groups:
+            group["n_data"] = check_n_data(group["n_data"])
             _concrete.setup(group)
             check_pi1(group["dropout"], "dropout")
         self._masks: dict[Tensor, Tensor] = {}  # z (broadcastable) of the last training draw
