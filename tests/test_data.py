@@ -67,7 +67,9 @@ def test_linear_targets_follow_the_model():
 
 
 @pytest.mark.parametrize("name", sorted(GENERATORS))
-@pytest.mark.parametrize(("n", "dim", "argument"), [(0, 3, "^n must .* got 0"), (5, 0, "^dim must .* got 0")])
+@pytest.mark.parametrize(
+    ("n", "dim", "argument"), [(0, 3, "^n must .* got 0"), (5, 0, "^dim must .* got 0")]
+)
 def test_empty_sizes_are_rejected(name, n, dim, argument):
     with pytest.raises(ValueError, match=argument):
         GENERATORS[name](n, dim)
