@@ -25,12 +25,17 @@ def positive_float(value: object, name: str) -> float:
 
 
 def count(value: object, name: str, *, minimum: int = 1) -> int:
-    """``value``, if it is an int >= ``minimum`` (bools excluded).
+    """``value`` as an int, if it is an integer >= ``minimum``: a Python or numpy integer, or a
+    0-d integer tensor (bools excluded).
 
     Raises:
-        TypeError: ``value`` is not an int.
+        TypeError: ``value`` is not an integer.
         ValueError: ``value`` is below ``minimum``.
     """
+    if isinstance(value, Tensor) and value.dim() == 0 and not value.is_floating_point():
+        value = value.item() if value.dtype != torch.bool else value
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_):
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int >= {minimum}; got {type(value).__name__}")
     if value < minimum:

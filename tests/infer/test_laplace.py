@@ -158,3 +158,20 @@ def test_bad_input(theta, kwargs, error, match):
     bm = BayesModel(nn.Linear(3, 1), "bernoulli", prior_precision=1.0)
     with pytest.raises(error, match=match):
         laplace(bm, X, y, theta, **kwargs)
+
+
+def test_log_evidence_is_exact_for_bayesian_linear_regression():
+    """Laplace's evidence is exact for a linear-Gaussian model: compare with the closed form
+    y ~ N(0, X X^T / delta + I / tau), computed by torch.distributions (independent code)."""
+    from blrlib.infer import fit_map, log_evidence
+
+    X, y = torch.randn(30, 3), torch.randn(30)
+    bm = BayesModel(torch.nn.Linear(3, 1, bias=False), "gaussian", prior_precision=2.0,
+                    noise_precision=4.0)  # fmt: skip
+    q = laplace(bm, X, y, fit_map(bm, X, y))
+    cov = X @ X.T / 2.0 + torch.eye(30) / 4.0
+    exact = torch.distributions.MultivariateNormal(torch.zeros(30), cov).log_prob(y)
+    # float64 and a MAP solved to L-BFGS's tolerance: agreement to rounding (1e-8 nats)
+    torch.testing.assert_close(log_evidence(bm, X, y, q), exact, rtol=0, atol=1e-8)
+    with pytest.raises(TypeError, match="q must be a GaussianPosterior"):
+        log_evidence(bm, X, y, (q.family, q.lam))
