@@ -36,7 +36,6 @@ Hessian-free form E_q[S (theta - m) grad loss^T], Monte Carlo only).
 from __future__ import annotations
 
 import warnings
-
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
