@@ -353,7 +353,7 @@ def natural_gradient(
                 "n_samples: estimator='mc' without n_samples takes ONE draw per step (a noisy "
                 "estimate); pass n_samples explicitly (n_samples=1 to keep one draw)",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,  # the caller of blr.step
             )
         n_samples = 1
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
