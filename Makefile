@@ -41,7 +41,9 @@ book: $(STAMP) _build/.cache-inputs
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(PARALLEL) $(BIN)/pytest -n $(JOBS) tests
-	$(PARALLEL) $(BIN)/pytest -n $(JOBS) --dist loadfile --nbval-lax --nbval-current-env book/
+	$(PARALLEL) $(BIN)/pytest -n $(JOBS) --dist loadfile --nbval-lax --nbval-current-env book/ \
+		--junitxml=_build/nbval.xml
+	$(BIN)/python tools/chapter_times.py _build/nbval.xml
 	$(MAKE) render-check
 
 # Render the book with warnings as errors but without executing the notebooks

@@ -14,6 +14,41 @@ choice of estimator: :class:`Newton` (Eq 36-37, exact Hessian diagonal), :class:
 ``families.sign_bernoulli.bayesbinn_update_`` with the relaxed estimator or the delta method.
 ``dropout=pi1`` gives each of the Gaussian ones dropout (Eq 42-43), and
 ``dropout=ConcreteDropout(pi1)`` learns pi1 per parameter group (end of Sec 4.3).
+
+**Several processes (torch.distributed, DDP).** Wrap the model in ``DistributedDataParallel``
+and give every rank the same optimizer settings and a generator with the same seed
+(``examples/ddp_train.py``, the book's "Training on many GPUs"). Every rank must hold the same
+q and take the same step, and the step must be the one-process step on the ranks' batches
+together. Two things make it so (``_distributed``):
+
+* The draw is shared. Each rank's gradient is taken at theta ~ q and DDP averages them; that
+  average is a gradient at one draw only if every rank drew the same theta (and the same
+  dropout masks). Were the draws independent, VON's Hessian estimate (theta - m) s g would
+  pair a rank's own noise with the average of W gradients, of which only its own correlates
+  with it: its expectation would be H / W, a precision about 1/W of the truth, and the ranks'
+  steps would differ. A generator in the same state on every rank gives one draw; with
+  ``generator=None`` the optimizer makes one, seeded by rank 0. Each training draw checks, by
+  an all-reduce of two numbers, that the generators agree, and raises (ValueError at the
+  first draw, RuntimeError later) rather than train on per-rank noise: independent draws
+  with an unbiased precision would need every rank's noise in every rank's estimate, an
+  all-gather of the draws, which blrlib does not do. Draw on every rank alike (``predict``
+  included), or predict with a copy, ``copy.deepcopy((model, opt))``.
+* The curvature is averaged. :meth:`BLROptimizer.backward` (OGN, VOGN, Newton) computes the
+  gradient and the Hessian estimate by ``torch.func``, outside DDP's hooks; it averages
+  them over the ranks (one all-reduce), as DDP averages gradients. With equal shards the
+  mean of the ranks' batch means is the mean over the concatenated batch (Eq 45's and
+  Eq 37's estimates are means over examples), so each step is the one-process step.
+
+The default process group is used whenever one is initialised with more than one rank;
+``process_group=`` chooses another. ``tests/optim/test_distributed.py`` checks, on 2 gloo
+processes, that the ranks end bitwise equal, equal to one process on the same global batches,
+and that VON's precision on a quadratic is the exact Hessian.
+
+**Checkpoints and copies** (``_checkpoint``): ``state_dict`` holds the generator's state and
+only tensors, numbers and strings (``torch.load(weights_only=True)`` reads it), and a load
+keeps the float32 state of bfloat16 weights; ``copy.deepcopy`` and ``pickle`` copy every
+attribute. Save, load and continue, or copy and continue, equals the uninterrupted run bit for
+bit (``tests/optim/test_checkpoint.py``).
 """
 
 from blrlib.optim._base import BLROptimizer, HessianEstimate

@@ -33,7 +33,7 @@ from blrlib._checks import positive_float
 from blrlib.estimators import Estimator, parse_option
 from blrlib.families.diag_gaussian import Momentum, blr_update_
 from blrlib.families.spike_slab import check_pi1
-from blrlib.optim import _concrete, _curvature, _dropout
+from blrlib.optim import _checkpoint, _concrete, _curvature, _distributed, _dropout
 
 __all__ = ["BLROptimizer", "HessianEstimate"]
 
@@ -84,10 +84,13 @@ class BLROptimizer(torch.optim.Optimizer):
         sqrt, bias_correction, positive: options of :func:`blr_update_`.
         model, loss_fn: the network and its per-example loss (outputs, targets) -> (M,),
             needed by :meth:`backward` (``gauss_newton`` and ``autograd``).
-        generator: random generator for the draws (and the dropout masks).
+        generator: random generator for the draws (and the dropout masks); None: torch's
+            global one (under torch.distributed: one the optimizer shares across ranks).
         dropout: pi1, the probability of keeping a unit, in (0, 1]; 1 (the default) is no
             dropout and gives exactly the iterates without it; or a :class:`ConcreteDropout`,
             which learns pi1 (per group: a group may override it).
+        process_group: the ranks to keep in step (``blrlib.optim`` docstring); None: the
+            default group when torch.distributed is initialised with several ranks.
 
     Raises:
         ValueError, TypeError: a setting outside its range, naming it.
@@ -116,6 +119,7 @@ class BLROptimizer(torch.optim.Optimizer):
         loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
         generator: torch.Generator | None = None,
         dropout: float | _concrete.ConcreteDropout = 1.0,
+        process_group: Any = None,
     ) -> None:
         n_data = check_n_data(n_data)  # Python, numpy or 0-d tensor number >= 1
         if not isinstance(dropout, _concrete.ConcreteDropout):
@@ -137,6 +141,7 @@ class BLROptimizer(torch.optim.Optimizer):
         if model is not None and not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module; got {type(model).__name__}")
         self.model, self.loss_fn, self.generator = model, loss_fn, generator
+        self.process_group, self._draws_checked = process_group, False
         self.options = {"sqrt": sqrt, "bias_correction": bias_correction, "positive": positive}
         defaults = dict(
             lr=lr, beta=beta, gamma=gamma, prior_prec=prior_prec, n_data=n_data,
@@ -216,6 +221,9 @@ class BLROptimizer(torch.optim.Optimizer):
                     self._noise.clear()
                     self._masks.clear()
                     self._premask.clear()
+                    draws = self.estimator is Estimator.MC
+                    if draws or any(_dropout.active(g) for g in self.param_groups):
+                        self._share_draws()
                 for group in self.param_groups:
                     ps = [p for p in group["params"] if p.requires_grad]
                     if not ps:
@@ -237,6 +245,29 @@ class BLROptimizer(torch.optim.Optimizer):
     def mode_params(self) -> Iterator[None]:
         """The weights at the mode of q, restored on exit; a no-op here (the mean is the mode)."""
         yield
+
+    def _share_draws(self) -> None:
+        """Under torch.distributed, make sure every rank's next training draw is the same one.
+
+        A generator given by the caller must be in the same state on every rank (checked at
+        each training draw, a 2-number all-reduce); with ``generator=None`` the optimizer
+        makes one, seeded by rank 0, on the parameters' device.
+
+        Raises:
+            ValueError: the ranks' generators were seeded differently (per-rank noise).
+            RuntimeError: they diverged since the last training draw.
+        """
+        group = _distributed.active(self.process_group)
+        if group is None:
+            return
+        device = next(p for _, p in self._params()).device
+        if self.generator is None:
+            self.generator = _distributed.shared_generator(device, group)
+        else:
+            _distributed.check_generator(
+                self.generator, group, device, first=not self._draws_checked
+            )
+        self._draws_checked = True
 
     def _perturb(self, group: dict[str, Any], ps: list[Tensor], train: bool) -> list[Tensor]:
         """theta = m + s^-1/2 eps in place (one flat N(0, I) draw per group); returns the means.
@@ -270,23 +301,45 @@ class BLROptimizer(torch.optim.Optimizer):
 
         Needs ``model`` and ``loss_fn``: per-example gradients by ``torch.func`` (Eq 45), or
         the exact Hessian diagonal (Eq 36-37). Accumulates into ``p.grad``; returns the loss.
+        Under torch.distributed the loss, gradient and Hessian estimate are averaged over the
+        ranks (as DDP averages gradients): the batch is then the ranks' batches together.
         """
         if self.model is None or self.loss_fn is None:
             raise ValueError("model, loss_fn: backward() needs both (set them in the constructor)")
         params = [p for _, p in self._params()]
+        model = self.model
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module  # torch.func calls the module itself; averaged below
         if self.hessian in (HessianEstimate.AUTOGRAD, HessianEstimate.ABS_AUTOGRAD):
             loss, grads, hess = _curvature.hessian_diag(
-                self.model, self.loss_fn, params, inputs, targets,
+                model, self.loss_fn, params, inputs, targets,
                 absolute=self.hessian is HessianEstimate.ABS_AUTOGRAD,
             )  # fmt: skip
         else:
             loss, grads, hess = _curvature.gauss_newton(
-                self.model, self.loss_fn, params, inputs, targets
+                model, self.loss_fn, params, inputs, targets
             )
+        group = _distributed.active(self.process_group)
+        if group is not None:  # DDP's all-reduce never sees these: the mean over ranks
+            _distributed.mean_([loss, *grads, *hess], group)
         for p, g, h in zip(params, grads, hess, strict=True):
             p.grad = g.detach() if p.grad is None else p.grad + g.detach()
             self._hess_hat[p] = h.detach()
         return loss
+
+    # ------------------------------------------------------------------ checkpoints, copies
+    def state_dict(self) -> dict[str, Any]:
+        """torch's state dict plus the generator's state (``_checkpoint``): tensors, numbers
+        and strings only, so that ``torch.load(weights_only=True)`` reads it."""
+        return _checkpoint.state_dict(self, super().state_dict())
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a :meth:`state_dict`: the state, the groups' settings and the generator."""
+        _checkpoint.load_state_dict(self, state_dict, super().load_state_dict)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """For ``copy.deepcopy`` and ``pickle``: every attribute, not only torch's three."""
+        return _checkpoint.getstate(self)
 
     # ------------------------------------------------------------------ step
     @torch.no_grad()

@@ -90,6 +90,7 @@ class _SignBLR(BLROptimizer):
         clip: float | None,
         eps: float = 0.0,
         generator: torch.Generator | None = None,
+        process_group: Any = None,
     ) -> None:
         self.estimator = parse_option(estimator, Estimator, "estimator")
         if self.estimator is Estimator.EXACT:
@@ -101,6 +102,7 @@ class _SignBLR(BLROptimizer):
         self.entropy, self.clip, self.eps = entropy, clip, float(eps)
         self.model = self.loss_fn = None
         self.generator = generator
+        self.process_group, self._draws_checked = process_group, False
         self._noise: dict[Tensor, tuple[Tensor]] = {}
         self._hess_hat: dict[Tensor, Tensor] = {}
         self._masks: dict[Tensor, Tensor] = {}  # no dropout for binary weights: always empty
@@ -211,6 +213,8 @@ class _SignBLR(BLROptimizer):
         """
         if train:
             self._noise.clear()
+            if self.estimator is Estimator.MC:
+                self._share_draws()  # the same draw on every rank (torch.distributed)
 
         def make(group: dict[str, Any], ps: list[Tensor], lams: list[Tensor]) -> list[Tensor]:
             if train and self.estimator is Estimator.DELTA:
@@ -273,6 +277,7 @@ class BayesBiNN(_SignBLR):
             is large. ``eps=0``: Eq 51's s exactly, which at tau < 1e-3 is 0 for almost
             every draw (a UserWarning says so).
         generator: for the draws.
+        process_group: the ranks to keep in step (None: the default group, if any).
 
     Raises:
         TypeError, ValueError: a setting out of range, a non-finite prior, non-float weights.
@@ -292,10 +297,11 @@ class BayesBiNN(_SignBLR):
         prior: Prior = None,
         eps: float = REFERENCE_EPS,
         generator: torch.Generator | None = None,
+        process_group: Any = None,
     ) -> None:
         super().__init__(
             params, n_data=n_data, lr=lr, tau=tau, beta=beta, prior=prior, estimator="mc",
-            entropy=True, clip=None, eps=eps, generator=generator,
+            entropy=True, clip=None, eps=eps, generator=generator, process_group=process_group,
         )  # fmt: skip
 
 
@@ -324,8 +330,9 @@ class STE(_SignBLR):
         clip: float | None = 1.0,
         beta: float = 0.0,
         beta2: float = 0.0,
+        process_group: Any = None,
     ) -> None:
         super().__init__(
             params, n_data=1.0, lr=lr, tau=1.0, beta=beta, beta2=beta2, prior=None,
-            estimator="delta", entropy=False, clip=clip,
+            estimator="delta", entropy=False, clip=clip, process_group=process_group,
         )  # fmt: skip

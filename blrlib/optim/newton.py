@@ -36,6 +36,7 @@ class Newton(BLROptimizer):
             example), which keeps s >= delta on a non-convex loss; False: Eq 37's diagonal.
         dropout: pi1; below 1 this is Newton with dropout, Eq 42-43 with a diagonal S.
         generator: for the dropout masks.
+        process_group: the ranks to keep in step (None: the default group, if any).
     """
 
     def __init__(
@@ -53,6 +54,7 @@ class Newton(BLROptimizer):
         dropout: float | ConcreteDropout = 1.0,
         generator: torch.Generator | None = None,
         absolute: bool = False,
+        process_group: Any = None,
     ) -> None:
         if not isinstance(absolute, bool):
             raise TypeError(f"absolute must be a bool; got {type(absolute).__name__}")
@@ -61,7 +63,7 @@ class Newton(BLROptimizer):
             params, n_data=n_data, lr=lr, beta=lr if beta is None else beta, gamma=gamma,
             prior_prec=prior_prec, hess_init=hess_init, estimator="delta", hessian=hessian,
             momentum="natural", model=model, loss_fn=loss_fn, dropout=dropout,
-            generator=generator,
+            generator=generator, process_group=process_group,
         )  # fmt: skip
 
 
@@ -83,6 +85,7 @@ class AdamLike(BLROptimizer):
     Args:
         betas: (gamma, 1 - beta), each in [0, 1), as in Adam.
         dropout, generator: pi1 and the generator of the masks.
+        process_group: the ranks to keep in step (None: the default group, if any).
     """
 
     samples_posterior = False
@@ -99,6 +102,7 @@ class AdamLike(BLROptimizer):
         bias_correction: bool = True,
         dropout: float | ConcreteDropout = 1.0,
         generator: torch.Generator | None = None,
+        process_group: Any = None,
     ) -> None:
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas must be a pair of floats in [0, 1); got {betas!r}")
@@ -108,5 +112,5 @@ class AdamLike(BLROptimizer):
             params, n_data=n_data, lr=lr, beta=1.0 - betas[1], gamma=betas[0],
             prior_prec=prior_prec, eps=eps, estimator="delta", hessian=HessianEstimate.GRADSQ,
             momentum=Momentum.EMA, sqrt=True, bias_correction=bias_correction, dropout=dropout,
-            generator=generator,
+            generator=generator, process_group=process_group,
         )  # fmt: skip

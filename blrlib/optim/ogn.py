@@ -35,7 +35,8 @@ class OGN(BLROptimizer):
         params: parameters or groups; n_data: N; lr, beta: rates of m and s; gamma: momentum
         (Eq 80); prior_prec: delta; hess_init: h_0; model, loss_fn: the network and its
         per-example loss (outputs, targets) -> (M,); dropout: pi1 (Eq 42-43 with Eq 45's
-        Hessian); generator: for the draws and masks.
+        Hessian); generator: for the draws and masks; process_group: the ranks to keep in
+        step (None: the default group, if any), over which backward() averages.
     """
 
     _estimator = "delta"
@@ -54,6 +55,7 @@ class OGN(BLROptimizer):
         hess_init: float = 0.0,
         dropout: float | ConcreteDropout = 1.0,
         generator: torch.Generator | None = None,
+        process_group: Any = None,
     ) -> None:
         if model is None or loss_fn is None:
             raise ValueError("model, loss_fn: the per-example Gauss-Newton Hessian needs both")
@@ -61,6 +63,7 @@ class OGN(BLROptimizer):
             params, n_data=n_data, lr=lr, beta=beta, gamma=gamma, prior_prec=prior_prec,
             hess_init=hess_init, estimator=self._estimator, hessian="gauss_newton",
             momentum="natural", model=model, loss_fn=loss_fn, dropout=dropout, generator=generator,
+            process_group=process_group,
         )  # fmt: skip
 
 

@@ -37,6 +37,7 @@ class VON(BLROptimizer):
             a step equals ``blr.step`` exactly, see tests/optim/test_von.py).
         generator: for the draws (and the dropout masks).
         dropout: pi1; below 1 theta = z (m + eps / sqrt(s)), the full draw of App G.
+        process_group: the ranks to keep in step (None: the default group, if any).
     """
 
     def __init__(
@@ -52,6 +53,7 @@ class VON(BLROptimizer):
         positive: bool = True,
         generator: torch.Generator | None = None,
         dropout: float | ConcreteDropout = 1.0,
+        process_group: Any = None,
     ) -> None:
         if isinstance(hess_init, (int, float)) and not isinstance(hess_init, bool):
             if hess_init <= 0:
@@ -60,4 +62,5 @@ class VON(BLROptimizer):
             params, n_data=n_data, lr=lr, beta=beta, gamma=gamma, prior_prec=prior_prec,
             hess_init=hess_init, estimator="mc", hessian="reparam", momentum="ema",
             bias_correction=True, positive=positive, generator=generator, dropout=dropout,
+            process_group=process_group,
         )  # fmt: skip
