@@ -80,7 +80,7 @@ def bayes_gradient(
     hessian: Hessian | str = Hessian.AUTOGRAD,
     prior: Params | None = None,
     expected_loss: Callable[[Params], Tensor] | None = None,
-    n_samples: int = 1,
+    n_samples: int | None = None,
     generator: torch.Generator | None = None,
     masks: Tensor | None = None,
 ) -> Params:
@@ -103,7 +103,8 @@ def bayes_gradient(
         prior: natural parameters lam_0 of a conjugate prior in ``family``, or None when the
             prior is inside ``loss``.
         expected_loss: mu -> E_q[loss] in closed form, for ``estimator="exact"``.
-        n_samples: Monte Carlo draws for ``estimator="mc"``.
+        n_samples: Monte Carlo draws for ``estimator="mc"``; required there (without it one
+            draw is taken, with a warning).
         generator: random generator for the draws.
         masks: unit masks z (J,) for ``estimator="dropout"`` (spike-and-slab family, App G);
             with it the entropy term is Eq 85-86's responsibility approximation.
@@ -174,7 +175,7 @@ def step(
     hessian: Hessian | str = Hessian.AUTOGRAD,
     prior: Params | None = None,
     expected_loss: Callable[[Params], Tensor] | None = None,
-    n_samples: int = 1,
+    n_samples: int | None = None,
     generator: torch.Generator | None = None,
     masks: Tensor | None = None,
 ) -> Params:

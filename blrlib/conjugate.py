@@ -52,8 +52,24 @@ __all__ = [
 
 
 def _check_data(y: Tensor, family: ExponentialFamily, shape: tuple[int, ...]) -> Tensor:
+    """y of shape (N,) + ``shape``, N >= 1, in the family's dtype.
+
+    The convention of the Conventions page: an observation that is one number may be passed as
+    (N,) or (N, 1), whichever ``shape`` (``()`` or ``(1,)``) the likelihood reads.
+    """
     if not isinstance(y, Tensor):
         raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
+    if shape == (1,) and y.dim() == 1:
+        y = y[:, None]
+    elif shape == () and y.dim() == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.dim() > 0 and y.shape[0] == 0:
+        raise ValueError(f"y must hold at least one observation; got shape {tuple(y.shape)}")
+    if y.is_floating_point() and y.dtype != family.dtype:
+        raise TypeError(
+            f"y has dtype {y.dtype} but the family has {family.dtype}; convert y "
+            f"(y.to({family.dtype}))"
+        )
     if tuple(y.shape[1:]) != shape or y.dim() != len(shape) + 1:
         raise ValueError(
             f"y must have shape (N, {', '.join(map(str, shape))}), got {tuple(y.shape)}"

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from blrlib._checks import count, positive_float
+
 __all__ = [
     "breast_cancer",
     "diabetes",
@@ -42,8 +44,7 @@ def logistic_regression(
         X of shape (n, dim) and y in {0, 1} of shape (n,), both of ``dtype`` (torch's
         default dtype unless given).
     """
-    if n < 1 or dim < 1:
-        raise ValueError(f"n and dim must be positive; got n={n}, dim={dim}")
+    n, dim = count(n, "n"), count(dim, "dim")
     gen = _generator(seed, device)
     dtype = dtype or torch.get_default_dtype()
     w = torch.randn(dim, generator=gen, dtype=dtype, device=device)
@@ -66,8 +67,7 @@ def linear_regression(
     Returns:
         X of shape (n, dim) and y of shape (n,), of ``dtype`` (torch's default unless given).
     """
-    if n < 1 or dim < 1 or not noise > 0:  # "not >" also rejects NaN
-        raise ValueError(f"n, dim and noise must be positive; got n={n}, dim={dim}, noise={noise}")
+    n, dim, noise = count(n, "n"), count(dim, "dim"), positive_float(noise, "noise")
     gen = _generator(seed, device)
     dtype = dtype or torch.get_default_dtype()
     w = torch.randn(dim, generator=gen, dtype=dtype, device=device)
@@ -91,8 +91,9 @@ def two_moons(
     Returns:
         X of shape (n, 2) and y in {0, 1} of shape (n,).
     """
-    if n < 2 or not noise >= 0:
-        raise ValueError(f"n must be at least 2 and noise non-negative; got n={n}, noise={noise}")
+    n = count(n, "n", minimum=2)
+    if noise != 0:
+        positive_float(noise, "noise")
     gen = _generator(seed, device)
     dtype = dtype or torch.get_default_dtype()
     n0 = n // 2
@@ -126,8 +127,9 @@ def sin_regression(
     Returns:
         X of shape (n, 1) and y of shape (n,).
     """
-    if n < 1 or not noise > 0 or not high > low:
-        raise ValueError(f"need n >= 1, noise > 0, high > low; got {n}, {noise}, {low}, {high}")
+    n, noise = count(n, "n"), positive_float(noise, "noise")
+    if not high > low:
+        raise ValueError(f"high must exceed low; got low={low}, high={high}")
     gen = _generator(seed, device)
     dtype = dtype or torch.get_default_dtype()
     x = low + (high - low) * torch.rand(n, 1, generator=gen, dtype=dtype, device=device)
@@ -153,8 +155,14 @@ def standardise(train: Tensor, *others: Tensor) -> tuple[Tensor, ...]:
     Raises:
         ValueError: ``train`` has fewer than two rows, or a column of zero spread.
     """
-    if train.shape[0] < 2:
-        raise ValueError(f"train: needs at least two rows; got {train.shape[0]}")
+    if not isinstance(train, Tensor) or not all(isinstance(x, Tensor) for x in others):
+        raise TypeError("train, others: must be torch.Tensors")
+    if train.dim() == 0 or train.shape[0] < 2:
+        raise ValueError(f"train: needs shape (N, ...) with N >= 2; got {tuple(train.shape)}")
+    for i, x in enumerate(others):
+        if x.shape[1:] != train.shape[1:]:
+            raise ValueError(f"others[{i}]: rows of shape {tuple(train.shape[1:])} like train's; "
+                             f"got {tuple(x.shape)}")  # fmt: skip
     mean, sd = train.mean(0), train.std(0)  # torch's std divides by n - 1
     if not bool((sd > 0).all()):
         raise ValueError("train: a column has zero standard deviation")

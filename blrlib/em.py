@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from blrlib import blr
+from blrlib import _checks, blr
 from blrlib._checks import count, positive_float
 from blrlib.estimators import parse_option
 from blrlib.families import Categorical, LearnedGaussianMixture, Params
@@ -99,6 +99,19 @@ def _check_y(y: object, dim: int | None = None) -> Tensor:
     if not torch.isfinite(y).all():
         raise ValueError("y contains non-finite values (NaN or inf)")
     return y
+
+
+def _check_theta(theta0: object, y: Tensor, name: str = "theta0") -> Params:
+    """theta0 as a tuple of tensors whose first entry is (K, D) for y's D, in y's dtype."""
+    if not isinstance(theta0, tuple | list) or not all(isinstance(t, Tensor) for t in theta0):
+        raise TypeError(f"{name} must be a tuple of tensors (e.g. from model.init)")
+    if not theta0 or theta0[0].dim() != 2 or theta0[0].shape[1] != y.shape[1]:
+        shape = tuple(theta0[0].shape) if theta0 else ()
+        raise ValueError(f"{name}[0] must have shape (K, {y.shape[1]}) for y (N, {y.shape[1]}); "
+                         f"got {shape}")  # fmt: skip
+    for t in theta0:
+        _checks.same_float_dtype(t, name, y.dtype, "y")
+    return tuple(theta0)
 
 
 def _positive_or_zero(value: float, name: str) -> float:
@@ -318,6 +331,7 @@ def run(
             or ``tol``, or a component that collapses (see the model).
     """
     y = _check_y(y)
+    theta0 = _check_theta(theta0, y)
     count(n_iter, "n_iter", minimum=0)
     tol = _check_tol(tol)
     lag = 2 if parallel else 1
@@ -379,6 +393,7 @@ def run_online(
         ValueError: bad ``n_passes``, ``batch_size``, ``kappa`` or ``average``.
     """
     y = _check_y(y)
+    theta0 = _check_theta(theta0, y)
     count(n_passes, "n_passes", minimum=0)
     batch = count(batch_size, "batch_size")
     if isinstance(kappa, bool) or not isinstance(kappa, (int, float)) or not 0.5 < kappa <= 1:

@@ -35,6 +35,7 @@ Hessian-free form E_q[S (theta - m) grad loss^T], Monte Carlo only).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -315,7 +316,7 @@ def natural_gradient(
     estimator: Estimator | str = Estimator.DELTA,
     hessian_method: Hessian | str = Hessian.AUTOGRAD,
     expected_loss: Callable[[Params], Tensor] | None = None,
-    n_samples: int = 1,
+    n_samples: int | None = None,
     generator: torch.Generator | None = None,
     masks: Tensor | None = None,
 ) -> Params:
@@ -331,7 +332,9 @@ def natural_gradient(
         estimator: ``"exact"``, ``"delta"`` or ``"mc"`` (see the module docstring).
         hessian_method: ``"autograd"``, ``"gauss_newton"`` or ``"reparam"``.
         expected_loss: mu -> E_q[loss] in closed form; required by (and only used with) ``exact``.
-        n_samples: Monte Carlo draws (per mixture component) for ``mc``.
+        n_samples: Monte Carlo draws (per mixture component) for ``mc``. Without it ``mc``
+            takes one draw, the one-sample step of VON and BayesBiNN, and warns: pass
+            ``n_samples=1`` to ask for that noisy estimate explicitly.
         generator: random generator for ``mc`` (and for the masks of ``dropout``).
         masks: the unit masks z (J,) of ``dropout``; drawn from Bernoulli(pi1) when None.
 
@@ -344,6 +347,15 @@ def natural_gradient(
     """
     estimator = parse_option(estimator, Estimator, "estimator")
     hessian_method = parse_option(hessian_method, Hessian, "hessian")
+    if n_samples is None:
+        if estimator is Estimator.MC:
+            warnings.warn(
+                "n_samples: estimator='mc' without n_samples takes ONE draw per step (a noisy "
+                "estimate); pass n_samples explicitly (n_samples=1 to keep one draw)",
+                UserWarning,
+                stacklevel=4,  # the caller of blr.step
+            )
+        n_samples = 1
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
         raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}")
     mu = tuple(m.detach().requires_grad_(True) for m in family.to_expectation(lam))

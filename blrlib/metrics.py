@@ -17,6 +17,8 @@ import math
 import torch
 from torch import Tensor
 
+from blrlib import _checks
+
 __all__ = ["accuracy", "brier", "ece", "gaussian_nll", "nll"]
 
 
@@ -27,10 +29,14 @@ def _as_classes(probs: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         ValueError: ``y`` not of shape (N,) or (N, 1), or not class indices 0..K-1; ``probs``
             of another shape or not probabilities.
     """
+    probs, y = _checks.tensor(probs, "probs"), _checks.tensor(y, "y")
     if y.dim() == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.dim() != 1:
         raise ValueError(f"y: expected labels of shape (N,) or (N, 1); got {tuple(y.shape)}")
+    _checks.nonempty(y, "y", "(N,) or (N, 1)")
+    if not probs.is_floating_point():
+        raise TypeError(f"probs must be a floating-point tensor; got {probs.dtype}")
     if probs.dim() == 1:
         probs = torch.stack([1 - probs, probs], -1)
     if probs.dim() != 2 or probs.shape[0] != y.shape[0]:
@@ -71,8 +77,7 @@ def ece(probs: Tensor, y: Tensor, *, n_bins: int = 10) -> float:
     Examples are binned by their confidence, the largest predicted probability, into
     ``n_bins`` equal-width bins over [0, 1].
     """
-    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
-        raise ValueError(f"n_bins must be a positive integer; got {n_bins!r}")
+    _checks.count(n_bins, "n_bins")
     p, labels = _as_classes(probs, y)
     confidence, predicted = p.max(-1)
     correct = (predicted == labels).to(p.dtype)
@@ -87,11 +92,21 @@ def ece(probs: Tensor, y: Tensor, *, n_bins: int = 10) -> float:
 
 
 def gaussian_nll(mean: Tensor, var: Tensor, y: Tensor) -> float:
-    """The mean of -log N(y_i | mean_i, var_i) for a Gaussian predictive."""
+    """The mean of -log N(y_i | mean_i, var_i) for a Gaussian predictive.
+
+    ``mean``, ``var`` and ``y`` share one shape and dtype; with a mean of shape (N,), y of
+    shape (N, 1) is read as (N,) (the Conventions page).
+    """
+    mean, var, y = (_checks.tensor(t, n) for t, n in ((mean, "mean"), (var, "var"), (y, "y")))
+    _checks.nonempty(mean, "mean")
+    if mean.dim() == 1:
+        y = _checks.scalar_targets(y, "y", mean.shape[0])
     if not (mean.shape == var.shape == y.shape):
         raise ValueError(
             f"mean, var, y: shapes differ {tuple(mean.shape)}, {tuple(var.shape)}, {tuple(y.shape)}"
         )
+    for t, n in ((var, "var"), (y, "y")):
+        _checks.same_float_dtype(t, n, mean.dtype, "mean")
     if not (var > 0).all():
         raise ValueError("var: must be positive")
     return float((0.5 * torch.log(2 * math.pi * var) + 0.5 * (y - mean) ** 2 / var).mean())

@@ -215,7 +215,8 @@ def test_mismatched_shapes():
 def test_non_finite_loss(bad, estimator):
     q, lam, _ = _setup()
     with pytest.raises(ValueError, match="loss"):
-        blr.step(q, lam, lambda t: (t**2).sum() * bad, rho=0.5, estimator=estimator)
+        blr.step(q, lam, lambda t: (t**2).sum() * bad, rho=0.5, estimator=estimator,
+                 n_samples=1)  # fmt: skip
 
 
 def test_non_finite_expected_loss():

@@ -340,7 +340,8 @@ def test_bernoulli_exact_step_is_the_gibbs_posterior(logits):
 def test_bernoulli_needs_exact(estimator):
     q = families.Bernoulli(2, dtype=F64)
     with pytest.raises(ValueError, match="estimator"):
-        blr.step(q, (torch.zeros(2, dtype=F64),), lambda t: t.sum(), rho=1.0, estimator=estimator)
+        blr.step(q, (torch.zeros(2, dtype=F64),), lambda t: t.sum(), rho=1.0, estimator=estimator,
+                 n_samples=1)  # fmt: skip
 
 
 def test_reparam_needs_monte_carlo():

@@ -6,12 +6,13 @@ Kalman/RTS smoother (message passing for the conjugate models of Sec 5.1).
     bm = infer.BayesModel(net, "bernoulli", prior_precision=1.0)
     theta_map = infer.fit_map(bm, X, y)
     q = infer.laplace(bm, X, y, theta_map)        # a GaussianPosterior
+    infer.log_evidence(bm, X, y, q)               # the Laplace estimate of log p(y | X)
 """
 
 from blrlib.infer.dropout import fit_dropout, mc_dropout_predict
 from blrlib.infer.gaussian import GaussianPosterior
 from blrlib.infer.kalman import kalman_filter, kalman_smoother
-from blrlib.infer.laplace import laplace
+from blrlib.infer.laplace import laplace, log_evidence
 from blrlib.infer.map import fit_map
 from blrlib.infer.mcmc import diagnostics, draws, from_draws, hmc, log_prob_fn, metropolis
 from blrlib.infer.model import BayesModel, Likelihood
@@ -34,6 +35,7 @@ __all__ = [
     "kalman_smoother",
     "laplace",
     "linearised",
+    "log_evidence",
     "log_prob_fn",
     "mc_dropout_predict",
     "metropolis",

@@ -14,10 +14,13 @@ rho = 1 and the delta method): at a minimum the gradient vanishes and the precis
 ``curvature="ggn"`` replaces H by the generalised Gauss-Newton matrix, which is positive definite
 everywhere and equals H for a model linear in theta with a canonical link;
 ``structure="diag"`` keeps only the diagonal of the precision.
+:func:`log_evidence` gives the Laplace estimate of log p(y | X) (MacKay, 1992), for choosing the
+prior precision or comparing models.
 """
 
 from __future__ import annotations
 
+import math
 from enum import Enum
 
 import torch
@@ -28,7 +31,7 @@ from blrlib.estimators import parse_option
 from blrlib.infer.gaussian import GaussianPosterior
 from blrlib.infer.model import BayesModel, Likelihood
 
-__all__ = ["Curvature", "Structure", "laplace", "output_hessian"]
+__all__ = ["Curvature", "Structure", "laplace", "log_evidence", "output_hessian"]
 
 
 class Structure(str, Enum):
@@ -149,3 +152,37 @@ def laplace(
             "theta_map is not a minimum of bm.loss (find it with fit_map, or use curvature='ggn')"
         )
     return GaussianPosterior.from_mean_precision(theta, precision.detach())
+
+
+def log_evidence(bm: BayesModel, X: Tensor, y: Tensor, q: GaussianPosterior) -> Tensor:
+    """The Laplace estimate of the log marginal likelihood log p(y | X) (MacKay, 1992).
+
+    Integrating the second-order expansion of the log joint around theta* gives
+
+        log p(y | X) ~ log p(y, theta* | X) + (P / 2) log(2 pi) - (1 / 2) log |S|,
+
+    with ``bm.log_joint`` (the prior's normaliser included) and S the precision of ``q``. It is
+    exact for a Gaussian likelihood with a model linear in theta and ``curvature="hessian"``.
+
+    Args:
+        bm: the model, likelihood and prior.
+        X, y: the data, as in :func:`laplace`.
+        q: the output of :func:`laplace` (its mean must be the MAP).
+
+    Returns:
+        A scalar tensor, in nats.
+
+    Raises:
+        TypeError: ``q`` is not a :class:`GaussianPosterior`.
+        ValueError: ``q`` has another dimension than ``bm``.
+    """
+    if not isinstance(q, GaussianPosterior):
+        raise TypeError(f"q must be a GaussianPosterior (from laplace); got {type(q).__name__}")
+    if q.mean.shape != (bm.dim,):
+        raise ValueError(f"q must be over ({bm.dim},) parameters; got {tuple(q.mean.shape)}")
+    cov = q.cov
+    logdet_cov = cov.log().sum() if q.diagonal else torch.linalg.slogdet(cov)[1]
+    theta = q.mean.detach()
+    with torch.no_grad():
+        joint = bm.log_joint(theta, X, y)
+    return joint + 0.5 * bm.dim * math.log(2 * math.pi) + 0.5 * logdet_cov

@@ -115,6 +115,8 @@ def fit_map(
     if not (math.isfinite(tol) and tol > 0):
         raise ValueError(f"tol must be positive and finite; got {tol!r}")
     theta = _check_theta0(bm, theta0).requires_grad_(True)
+    with torch.no_grad():  # shapes, dtypes and labels of X and y, before L-BFGS is built
+        bm.nll(theta, X, y)
     eps = torch.finfo(theta.dtype).eps
     opt = torch.optim.LBFGS(
         [theta],

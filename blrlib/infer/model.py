@@ -37,6 +37,11 @@ class Likelihood(str, Enum):
     GAUSSIAN = "gaussian"  # f: means (N,) or (N, 1); noise precision tau
 
 
+def _traced(y: Tensor) -> bool:
+    """Whether ``y`` is a torch.func (vmap, grad) wrapper, whose values cannot be inspected."""
+    return torch._C._functorch.is_functorch_wrapped_tensor(y)
+
+
 class BayesModel:
     """p(theta | X, y) proportional to prod_i p(y_i | f_theta(x_i)) N(theta | 0, I / delta).
 
@@ -108,16 +113,52 @@ class BayesModel:
                 self.model.get_parameter(name).copy_(value)
 
     def forward(self, theta: Tensor, X: Tensor) -> Tensor:
-        """The model's outputs at theta: (N,) for one output per example, else (N, K)."""
+        """The model's outputs at theta: (N,) for one output per example, else (N, K).
+
+        Raises:
+            TypeError: ``X`` is not a tensor, or a floating-point ``X`` whose dtype differs
+                from theta's (no silent float32/float64 mix).
+            ValueError: ``X`` is empty (N = 0).
+        """
+        _checks.nonempty(_checks.tensor(X, "X"), "X")
+        _checks.same_float_dtype(X, "X", theta.dtype, "theta (the model's parameters)")
         out = functional_call(self.model, self.unflatten(theta), (X,))
         if out.dim() == 2 and out.shape[1] == 1 and self.likelihood is not Likelihood.CATEGORICAL:
             out = out.squeeze(1)
         return out
 
+    def check_targets(self, f: Tensor, y: object) -> Tensor:
+        """``y`` in the layout the likelihood reads, checked against the outputs f.
+
+        One number per example (Bernoulli, Gaussian with one output, the class of a categorical
+        likelihood): y of shape (N,), and (N, 1) is read as (N,), never broadcast. Several
+        outputs per example (Gaussian or Bernoulli with f of shape (N, D)): y of shape (N, D).
+        Bernoulli labels must be 0 or 1 and categorical labels integers in [0, K).
+
+        Raises:
+            TypeError: ``y`` is not a tensor.
+            ValueError: ``y`` of another shape, or labels outside the classes.
+        """
+        y = _checks.tensor(y, "y")
+        n = f.shape[0]
+        if f.dim() == 1 or self.likelihood is Likelihood.CATEGORICAL:
+            y = _checks.scalar_targets(y, "y", n)
+        elif y.shape != f.shape:
+            raise ValueError(
+                f"y must have shape {tuple(f.shape)}, like the model's outputs; "
+                f"got {tuple(y.shape)}"
+            )
+        if self.likelihood is not Likelihood.GAUSSIAN and not _traced(y):
+            k = 2 if self.likelihood is Likelihood.BERNOULLI else f.shape[-1]
+            _checks.class_labels(y, "y", k)
+        return y
+
     def nll_of_outputs(self, f: Tensor, y: Tensor) -> Tensor:
-        """-log p(y_i | f_i) per example, shape (N,), including constants."""
-        if f.shape[0] != y.shape[0]:
-            raise ValueError(f"y: {y.shape[0]} targets for {f.shape[0]} outputs")
+        """-log p(y_i | f_i) per example, shape (N,), including constants.
+
+        ``y`` follows :meth:`check_targets`; a target of another shape raises ValueError.
+        """
+        y = self.check_targets(f, y)
         if self.likelihood is Likelihood.BERNOULLI:
             return nn.functional.binary_cross_entropy_with_logits(
                 f, y.to(f.dtype), reduction="none"

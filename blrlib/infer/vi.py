@@ -150,6 +150,8 @@ def fit_vi(
         raise ValueError(f"init must have shape ({bm.dim},); got {tuple(start.shape)}")
     if not torch.isfinite(start).all():
         raise ValueError("init must be finite")
+    with torch.no_grad():  # shapes, dtypes and labels of X and y, before Adam is built
+        bm.nll(start, X, y)
     dim, delta = bm.dim, bm.prior_precision
     log_std0 = math.log(_INIT_STD_FRACTION / math.sqrt(delta))
 

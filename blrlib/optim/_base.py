@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from blrlib._checks import n_data as check_n_data
 from blrlib._checks import positive_float
 from blrlib.estimators import Estimator, parse_option
 from blrlib.families.diag_gaussian import Momentum, blr_update_
@@ -125,7 +126,7 @@ class BLROptimizer(torch.optim.Optimizer):
         draws: Draws | str = Draws.GAUSSIAN,
         process_group: Any = None,
     ) -> None:
-        positive_float(n_data, "n_data")
+        n_data = check_n_data(n_data)  # Python, numpy or 0-d tensor number >= 1
         self.draws = parse_option(draws, Draws, "draws")
         if not isinstance(dropout, _concrete.ConcreteDropout):
             check_pi1(dropout, "dropout")
@@ -154,6 +155,7 @@ class BLROptimizer(torch.optim.Optimizer):
         )  # fmt: skip
         super().__init__(params, defaults)
         for group in self.param_groups:
+            group["n_data"] = check_n_data(group["n_data"])
             _concrete.setup(group)
             check_pi1(group["dropout"], "dropout")
         self._masks: dict[Tensor, Tensor] = {}  # z (broadcastable) of the last training draw

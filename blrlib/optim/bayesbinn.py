@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from blrlib._checks import n_data as check_n_data
 from blrlib._checks import positive_float
 from blrlib.estimators import Estimator, parse_option
 from blrlib.families.sign_bernoulli import (
@@ -114,7 +115,7 @@ class _SignBLR(BLROptimizer):
         """As torch's, checking the group's settings and that every weight is floating point."""
         super().add_param_group(param_group)
         group = self.param_groups[-1]
-        positive_float(group["n_data"], "n_data")
+        group["n_data"] = check_n_data(group["n_data"])
         positive_float(group["lr"], "lr")
         positive_float(group["tau"], "tau")
         _number(group["beta"], "beta", 0.0, 1.0, closed=False)

@@ -93,6 +93,8 @@ def minibatch_loss(model: BayesModel, X: Tensor, y: Tensor) -> BatchLoss:
     if X.shape[0] != y.shape[0] or X.shape[0] < 1:
         raise ValueError(f"X, y: need the same number N >= 1 of rows; got {len(X)}, {len(y)}")
     n = X.shape[0]
+    with torch.no_grad():  # shapes, dtypes and labels, once: under vmap they cannot be read
+        model.nll(model.theta0(), X, y)
 
     def one_chain(theta: Tensor, Xb: Tensor, yb: Tensor, mask: Tensor) -> Tensor:
         nll = (model.nll(theta, Xb, yb) * mask).sum() / mask.sum()

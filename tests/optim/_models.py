@@ -13,17 +13,17 @@ def per_example_ce(f: Tensor, y: Tensor) -> Tensor:
     return nn.functional.cross_entropy(f, y, reduction="none")
 
 
-def problem(n: int = 24, seed: int = 0):
+def problem(n: int = 24, seed: int = 0, dtype: torch.dtype = torch.float64):
     """(model, x, y, flat_loss): an MLP 3-5-3 on random data; flat_loss is a SumLoss of theta.
 
     flat_loss(theta) = sum_i ell_i(theta) = N * (batch-mean loss) on the full batch, the data
     term of bar-ell; the prior enters ``blr.step`` as the conjugate prior lam_0 = (0, -delta/2).
     """
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    x = torch.randn(n, 3, generator=g, dtype=dtype)
     y = torch.randint(0, 3, (n,), generator=g)
     torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+    model = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 3)).to(dtype)
     names = [k for k, _ in model.named_parameters()]
     shapes = [p.shape for p in model.parameters()]
     sizes = [p.numel() for p in model.parameters()]

@@ -60,7 +60,7 @@ def test_bayesbinn_step_is_blr_step():
             F.cross_entropy(net(x), y).backward()
         opt.step()
         lam = blr.step(q, lam, lambda th: N * mean_loss(th), rho=lr, estimator="mc",
-                       prior=(lam0,), generator=gen)  # fmt: skip
+                       n_samples=1, prior=(lam0,), generator=gen)  # fmt: skip
         assert_close(_flat(net), lam[0], rtol=0, atol=1e-10)
 
 
