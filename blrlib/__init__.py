@@ -19,6 +19,8 @@ state-space models), ``em`` (EM as coordinate-wise BLR steps, Eq 55-56), ``vmp``
 for a Bayesian Gaussian mixture, Sec 5.3), ``ncvi`` (non-conjugate VI in global and site form,
 Eq 58-60), ``sgd_bayes`` (constant SGD as inference, Mandt et al. 2017), ``experiments`` (each
 chapter's experiments at ci and full scale), ``data``, ``landscapes``, ``metrics`` and ``viz``.
+
+Derived in :doc:`/book/blr`; :doc:`/book/table1` maps every rule to its module and chapter.
 """
 
 __version__ = "0.1.0"

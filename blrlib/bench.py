@@ -12,6 +12,8 @@ Each optimizer is timed in interleaved rounds after a warm-up (round k of every 
 before round k + 1 of any), and the median round is used, so that all of them see the same
 machine load. Not a test: timings depend on the machine, which :func:`environment` describes
 (with the load average, as other processes slow every optimizer down, not always equally).
+
+Used in :doc:`/book/optim` (the cost of a step).
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ The rule updates the natural parameters lam of a candidate q in a family Q,
 where grad_mu, the gradient with respect to the expectation parameters, is the natural gradient.
 The choice of family and of the estimator of grad_mu E_q[.] (``blrlib.estimators``) is all that
 distinguishes gradient descent, Newton's method, ridge regression, and the rest of Table 1.
+
+Derived in :doc:`/book/blr`; the reductions to gradient descent, Newton and ridge in
+:ref:`gnr-gd`, :ref:`gnr-newton` and :ref:`gnr-ridge`.
 """
 
 from __future__ import annotations

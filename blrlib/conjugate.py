@@ -13,6 +13,8 @@ so the same formula evaluated at mu = E_q[T(theta)] is E_q[log p(y_i | theta)] e
 The site terms lam~_i(y_i) are never written down: the engine obtains them as the natural
 gradient grad_mu E_q[log p(y_i | theta)] by automatic differentiation (Eq 54), and the
 posterior is one BLR step with rho = 1 from any lam, lam* = lam_0 + sum_i lam~_i(y_i).
+
+Derived in :ref:`conj-bayes`.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 from blrlib import data
 X, y = data.logistic_regression(n=500, dim=5, seed=0)
 X.shape, y.shape  # (500, 5), (500,)
+
+Used by every chapter; :doc:`/book/conventions` describes the data, targets and dtypes.
 """
 
 from __future__ import annotations

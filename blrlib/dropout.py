@@ -19,6 +19,8 @@ two expectations per unit j, both over the slab N(m_j, S_j^-1) of that unit:
 Everything here is for unit_dim = 1 and a few units (2^J masks): small enough to be exact.
 :func:`entropy_gap` (any unit_dim, Monte Carlo) measures the error of the "components far
 apart" entropy that Gal & Ghahramani (2016) use, E_q[H_Bernoulli(r_j)].
+
+Derived in :ref:`dropout-derivation`.
 """
 
 from __future__ import annotations

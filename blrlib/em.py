@@ -26,6 +26,8 @@ theta_t). ``run_online`` averages minibatch statistics, s <- (1 - rho_t) s + rho
 conjugate candidate of Eq 57, which are the accumulated statistics. ``average="natural"``
 instead averages theta, the rho < 1 step on the EM candidate of Eq 55, whose natural parameter
 is theta itself.
+
+Derived in :ref:`conj-em`.
 """
 
 from __future__ import annotations

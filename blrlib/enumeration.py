@@ -10,6 +10,9 @@ With every theta in {-1, +1}^P evaluated, the discrete optimum of Eq 47, the exa
 (the minimiser of the Bayes objective of Eq 2 over all distributions) and the Bayes objective of
 any mean-field Bernoulli q (its expectation computed exactly) are known, which is what the
 binary-network chapter compares STE and BayesBiNN against.
+
+Used in :doc:`/book/binary` (ground truth by enumeration), whose :ref:`binary-ste` and
+:ref:`binary-bayesbinn` it checks.
 """
 
 from __future__ import annotations

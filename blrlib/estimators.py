@@ -31,6 +31,10 @@ Hessian-free form E_q[S (theta - m) grad loss^T], Monte Carlo only).
 
 * ``dropout`` (spike-and-slab family only, App G): one draw of the unit masks z, noise ignored,
   derivatives at the dropout mean z * m (the delta method of Eq 84), see :func:`dropout_grad_hess`.
+
+Derived in :ref:`gnr-newton` (delta method and Monte Carlo, App D), :ref:`optim-ogn`
+(Gauss-Newton, Eq 45), :ref:`binary-bayesbinn` (Concrete, Eq 50-51) and
+:ref:`dropout-derivation` (dropout, Eq 84).
 """
 
 from __future__ import annotations

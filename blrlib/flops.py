@@ -14,6 +14,8 @@ triangle, an LU solve 2 n^3 / 3 + 2 n^2 m, an inverse 2 n^3, each times the batc
 Elementwise operations are not counted: they are lower order in every algorithm the book
 compares. A count depends only on the shapes that an algorithm touches, so it is the same on
 every machine and under any load.
+
+Used in :ref:`conj-gp-ssm` (dense BLR step against message passing).
 """
 
 from __future__ import annotations

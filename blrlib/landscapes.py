@@ -11,6 +11,8 @@ estimator: ``expected`` gives E_q[bar-ell] for a Gaussian q in closed form, whic
 Carlo use.
 The 1-D landscapes are separable, bar-ell(theta) = sum_d f(theta_d), so that a P-dimensional
 run with a diagonal Gaussian is P independent 1-D runs, one from each starting point.
+
+Used in :ref:`gnr-fig1` and :ref:`gnr-mixture`.
 """
 
 from __future__ import annotations

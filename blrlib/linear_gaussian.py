@@ -10,6 +10,8 @@ Sec 5.1 of Khan & Rue (2023): Gaussian-process regression and the Kalman smoothe
 models, so their posteriors are one BLR step with rho = 1 (Eq 54) on a Gaussian over all the
 unknowns (function values; the whole state trajectory). The step is dense, O(P^3); the BLR says
 what the answer is, and message passing (``blrlib.infer.kalman``) says how to get it in O(T).
+
+Derived in :ref:`conj-gp-ssm`.
 """
 
 from __future__ import annotations

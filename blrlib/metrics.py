@@ -8,6 +8,8 @@
 Binary problems pass p(y = 1 | x) of shape (N,); K-class problems pass probabilities (N, K).
 Labels ``y`` are class indices 0..K-1 of shape (N,) or (N, 1), as integers or floats.
 Every score is a mean over the N examples.
+
+Used by every chapter; :doc:`/book/conventions` describes how methods are compared.
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ depends on x through a scalar a_i = x_i^T w), so the natural gradients, taken by
 respect to mu, are exact to quadrature accuracy; the fixed point is the Gaussian-VI optimum.
 With X = I and the prior N(0, K) this is Gaussian-process classification, the conjugate-
 computation VI of Khan & Lin (2017).
+
+Derived in :ref:`vi-ncvi`; Gaussian-process classification in :ref:`vi-gp`.
 """
 
 from __future__ import annotations

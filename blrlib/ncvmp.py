@@ -16,6 +16,8 @@ a model only writes E_q[log p(x)] as a function of every node's mu. On a conjuga
 E_q[log p] is affine in mu_j, the step with rho = 1 is the variational message passing update
 (Winn and Bishop, 2005); on a non-conjugate node it is non-conjugate VMP (Knowles and Minka,
 2011) in the natural-gradient form of Khan and Lin (2017). A sweep updates every node once.
+
+Derived in :ref:`vi-ncvmp`.
 """
 
 from __future__ import annotations

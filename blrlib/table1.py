@@ -12,6 +12,8 @@ pins it, and the full-scale experiment (and the summarised quantity in its recor
 number the page shows. ``tests/test_table1.py`` checks that every one of these targets exists,
 and that ``book/table1.md`` is what :func:`markdown` writes; ``python -m blrlib.table1``
 rewrites the page after new records land in ``results/``.
+
+Writes :doc:`/book/table1`.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@
     explorer = viz.blr_explorer(run, grid, density)            # sliders for rho and iterations
 
 Nothing here computes a result: the functions draw what blrlib computed.
+
+Used by every chapter's figures, first in :doc:`/book/blr`.
 """
 
 from __future__ import annotations

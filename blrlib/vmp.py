@@ -18,6 +18,8 @@ prior), and the mean-field q = q(pi) prod_k q(m_k, Lambda_k) prod_i q(z_i). Each
   over q(z) (not by the delta method: Sec 5.3). With rho = 1 on every node this is VMP
   (Winn & Bishop 2005); with a minibatch scaled by N / B and rho_t = (t + tau)^-kappa it is
   SVI (Hoffman et al. 2013).
+
+Derived in :ref:`vi-vmp` (VMP) and :ref:`vi-svi` (SVI).
 """
 
 from __future__ import annotations

@@ -14,6 +14,11 @@ and the categorical family is the E-step family of EM (Sec 5.2). ``SignBernoulli
 {-1, +1} family of binary networks, with its Concrete relaxation (Sec 4.5), and ``SpikeSlab``
 is dropout's candidate (Sec 4.3, Eq 41). ``LearnedGaussianMixture`` is the mixture candidate
 with learned weights (Lin et al. 2019), Table 1's non-conjugate VI "(New)" row (Sec 5.4).
+
+Derived in :doc:`/book/blr` (exponential families and their two parametrisations); the
+conjugate families in :ref:`conj-bayes`, the categorical in :ref:`conj-em`, the Bernoullis in
+:ref:`binary-bayesbinn`, the spike and slab in :ref:`dropout-derivation` and the mixtures in
+:ref:`gnr-mixture` and :ref:`vi-mixture`.
 """
 
 from blrlib.families._base import ExponentialFamily, Order, Params

@@ -7,6 +7,10 @@ Kalman/RTS smoother (message passing for the conjugate models of Sec 5.1).
     theta_map = infer.fit_map(bm, X, y)
     q = infer.laplace(bm, X, y, theta_map)        # a GaussianPosterior
     infer.log_evidence(bm, X, y, q)               # the Laplace estimate of log p(y | X)
+
+Derived in :ref:`primer-map`, :ref:`primer-hmc`, :ref:`primer-laplace`, :ref:`primer-vi` and
+:ref:`primer-probit`; MC dropout in :ref:`dropout-uq`, the Kalman/RTS smoother in
+:ref:`conj-gp-ssm`.
 """
 
 from blrlib.infer.dropout import fit_dropout, mc_dropout_predict

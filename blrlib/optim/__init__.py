@@ -49,6 +49,11 @@ only tensors, numbers and strings (``torch.load(weights_only=True)`` reads it), 
 keeps the float32 state of bfloat16 weights; ``copy.deepcopy`` and ``pickle`` copy every
 attribute. Save, load and continue, or copy and continue, equals the uninterrupted run bit for
 bit (``tests/optim/test_checkpoint.py``).
+
+Derived in :ref:`optim-diag`, :ref:`optim-ogn`, :ref:`optim-adam`, :ref:`optim-momentum`,
+:ref:`optim-von`, :ref:`dropout-derivation` (dropout), :ref:`dropout-learn-rate`
+(``ConcreteDropout``) and :ref:`binary-bayesbinn` (BayesBiNN, STE); several processes in
+:doc:`/book/distributed`.
 """
 
 from blrlib.optim._base import BLROptimizer, HessianEstimate

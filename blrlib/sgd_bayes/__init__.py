@@ -9,6 +9,9 @@
 ``theory``: the Ornstein-Uhlenbeck view (stationary covariances, optimal learning rate and
 preconditioner, SGLD/SGFS noise, Polyak averaging); ``samplers``: constant SGD, SGLD, SGFS and
 momentum as vectorised chains on the BLR engine; ``vem``: variational EM with constant SGD.
+
+Derived in :ref:`sgd-ou`, :ref:`sgd-optimal-lr`, :ref:`sgd-samplers`, :ref:`sgd-averaging`,
+:ref:`sgd-vem` and :ref:`sgd-bridge` (the bridge to the BLR).
 """
 
 from blrlib.sgd_bayes.samplers import Chains, Sampler, local_quadratic, minibatch_loss, run_chains
