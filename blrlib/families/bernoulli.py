@@ -9,6 +9,8 @@
 lam = (logit p,), mu = (p,), T(theta) = theta, h(theta) = 1 and
 A(lam) = sum softplus(lam) (Sec 4.5 of Khan & Rue, 2023). The base measure is constant, so the
 natural gradient of -H(q) is lam (App B). Draws are discrete: there is no reparameterisation.
+
+Derived in :ref:`binary-bayesbinn`.
 """
 
 from __future__ import annotations

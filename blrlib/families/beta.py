@@ -10,6 +10,8 @@ lam = (a - 1, b - 1), T(theta) = (log theta, log(1 - theta)), h(theta) = 1 and
 A(lam) = log B(a, b), so mu = (psi(a) - psi(a + b), psi(b) - psi(a + b)) (Sec 5.1 of Khan &
 Rue, 2023). A Bernoulli observation y adds (y, 1 - y) to lam: Bayes' rule is an addition of
 natural parameters (Eq 54). The base measure is constant, so grad_mu(-H(q)) = lam (App B).
+
+Derived in :ref:`conj-bayes`.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ invertible): T(z) = one-hot(z) without its last entry, lam_k = log(p_k / p_K),
 A(lam) = sum_i log(1 + sum_k exp(lam_ik)), mu = (p_1, ..., p_{K-1}) and h(z) = 1.
 The base measure is constant, so grad_mu(-H(q)) = lam (App B), and a BLR step with rho = 1
 sets lam to -grad_mu E_q[loss]: the E-step of EM (Sec 5.2).
+
+Derived in :ref:`conj-em` (the E-step).
 """
 
 from __future__ import annotations

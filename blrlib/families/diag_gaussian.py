@@ -10,6 +10,8 @@ The mean-field version of Eq 9 of Khan & Rue (2023), elementwise: lam = (s m, -s
 mu = (m, 1/s + m^2), T(theta) = (theta, theta^2), h(theta) = (2 pi)^(-P/2) and
 A(lam) = sum(1/2 s m^2 - 1/2 log s). The natural gradient of -H(q) is lam (App B); with the
 expected gradient and Hessian diagonal the BLR gives the updates of Sec 4.2 and 4.4.
+
+Derived in :ref:`optim-diag`, :ref:`optim-ogn` and :ref:`optim-von`.
 """
 
 from __future__ import annotations

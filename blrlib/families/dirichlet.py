@@ -11,6 +11,8 @@ T(theta) = (log theta,), h(theta) = 1 (with respect to Lebesgue measure on the f
 coordinates, as in torch.distributions) and A(lam) = sum lgamma(alpha) - lgamma(sum alpha), so
 mu = psi(alpha) - psi(alpha_0) (Sec 5.1 of Khan & Rue, 2023). A categorical observation y adds
 the one-hot vector e_y to lam (Eq 54); grad_mu(-H(q)) = lam (App B).
+
+Derived in :ref:`conj-bayes`; used for the mixture weights in :ref:`vi-vmp`.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ Sec 1.3.1 and Eq 35 of Khan & Rue (2023): lam = S m, mu = m, T(theta) = theta,
 log h(theta) = 1/2 log|S / (2 pi)| - 1/2 theta^T S theta and A(lam) = 1/2 m^T S m.
 The entropy does not depend on m, so the natural gradient of -H(q) is
 lam + grad_mu E_q[log h] = S m - S m = 0 and the BLR with rho_t is m <- m - rho_t S^-1 E[grad].
+
+Derived in :ref:`gnr-gd`.
 """
 
 from __future__ import annotations

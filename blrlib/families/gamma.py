@@ -10,6 +10,8 @@ lam = (a - 1, -b), T(theta) = (log theta, theta), h(theta) = 1 and
 A(lam) = lgamma(a) - a log b, so mu = (psi(a) - log b, a / b) (Sec 5.1 of Khan & Rue, 2023).
 A Poisson count y adds (y, -1) to lam (Eq 54). The base measure is constant, so
 grad_mu(-H(q)) = lam (App B).
+
+Derived in :ref:`conj-bayes`.
 """
 
 from __future__ import annotations

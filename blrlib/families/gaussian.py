@@ -11,6 +11,8 @@ lam = (S m, -S/2), mu = (m, S^-1 + m m^T), T(theta) = (theta, theta theta^T),
 h(theta) = (2 pi)^(-P/2) and A(lam) = 1/2 m^T S m - 1/2 log|S|. The base measure is constant,
 so the natural gradient of -H(q) is lam itself (App B). With the Bonnet/Price estimates of
 E_q[grad] and E_q[Hessian] the BLR becomes the online Newton update of Eq 12.
+
+Derived in :doc:`/book/blr` and :ref:`gnr-newton`.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ fixed pi (Eq 27 of Khan & Rue, 2023): lam_k = (S_k m_k, -S_k/2) and
 mu_k = (pi_k m_k, pi_k (S_k^-1 + m_k m_k^T)), which is the gradient of
 A(lam) = sum_k pi_k A_k(lam_k). The entropy of the mixture has no closed form, so the BLR (Eq 28)
 puts log q(theta) inside the expectation instead of using a closed-form entropy gradient.
+
+Derived in :ref:`gnr-mixture`.
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ eta_c = log(pi_c / pi_K) - A_k(lam_c) + A_k(lam_K); its expectation parameters a
 Eq 27 plus mu_c = pi_c, and A(lam) = log sum_k exp(eta_k + A_k(lam_k)) with eta_K = 0.
 The BLR (Eq 28) is then the same as with fixed weights, plus a step on eta whose natural gradient
 is delta_c - delta_K, delta_k the derivative of pi_k E_{q_k}[loss + log q] along pi_k at fixed mu_k.
+
+Derived in :ref:`vi-mixture`.
 """
 
 from __future__ import annotations

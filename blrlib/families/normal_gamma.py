@@ -18,6 +18,8 @@ Independent pairs rather than a Normal-Wishart: the chapter's models with unknow
 are fitted by EM with a point estimate (delta method, Sec 5.2), which needs no prior over the
 covariance; the Normal-Gamma shows the unknown-precision conjugate update with digamma
 expectations, which is what a Normal-Wishart adds over the known-variance Gaussian.
+
+Derived in :ref:`conj-bayes`.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ A(lam) = nu D / 2 log 2 - nu / 2 log|W^-1| + log Gamma_D(nu / 2) + D / 2 log(2 p
 mu = (nu W m0, D / beta + nu m0^T W m0, nu W, sum_i psi((nu - i) / 2) + D log 2 + log|W|).
 A Gaussian observation y adds (y, -1/2, -y y^T / 2, 1/2) to lam (Eq 54 of Khan & Rue, 2023).
 The scalar entries are stored with shape (1,), so that ``inner`` treats every entry alike.
+
+Derived in :ref:`conj-bayes`; used for the mixture components in :ref:`vi-vmp`.
 """
 
 from __future__ import annotations

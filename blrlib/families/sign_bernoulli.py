@@ -16,6 +16,8 @@ reparameterised ones, theta_hat = tanh((lam + delta) / tau) with delta = 1/2 log
 u ~ U(0, 1), whose tau -> 0 limit sign(lam + delta) is an exact draw of q. The temperature tau is
 a structural constant of the family object: it only matters to the relaxed (Monte Carlo)
 natural-gradient estimator of Eq 51, never to q itself.
+
+Derived in :ref:`binary-bayesbinn` and :ref:`binary-ste`.
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ pi1 and s0 are fixed, so as in App G the joint q(theta, z) has one set of parame
 lam_j = (S_j m_j, -S_j / 2) and mu_j = (pi1 m_j, pi1 (S_j^-1 + m_j m_j^T)), the gradient of
 A(lam) = pi1 sum_j A_N(lam_j). With a fixed ``precision`` s (S_j = s I, Sec 4.1) only the means
 are free: lam_j = (s m_j,), mu_j = (pi1 m_j,). The entropy has no closed form (a mixture).
+
+Derived in :ref:`dropout-derivation`.
 """
 
 from __future__ import annotations

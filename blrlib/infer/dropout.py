@@ -16,6 +16,8 @@ For regression the lecture's propositions give its first two moments,
     E[y] ~ (1/T) sum_t f_t(x*),   Var[y] ~ 1/tau + (1/T) sum_t f_t(x*)^2 - E[y]^2,
 
 with f_t the output of the t-th pass and tau the noise precision.
+
+Used in :ref:`dropout-uq`.
 """
 
 from __future__ import annotations

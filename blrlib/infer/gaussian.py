@@ -7,6 +7,8 @@
 
 Laplace and variational inference both return this, so that their answers can be compared with
 each other, sampled for a Monte Carlo predictive, and handed to the Bayesian learning rule.
+
+Used in :ref:`primer-laplace` and :ref:`primer-vi`.
 """
 
 from __future__ import annotations

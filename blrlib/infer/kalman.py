@@ -10,6 +10,8 @@ update, p(x_t | y_1..t) from p(x_t | y_1..t-1), is conjugate Bayes and is comput
 step with rho = 1 (``blrlib.conjugate.posterior``, Eq 54). The prediction step and the RTS
 backward pass are marginalisation (integrating out x_{t-1} or x_{t+1}), which the BLR does not
 cover, so they are the usual Gaussian identities (Rauch, Tung and Striebel, 1965).
+
+Derived in :ref:`conj-gp-ssm`.
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ everywhere and equals H for a model linear in theta with a canonical link;
 ``structure="diag"`` keeps only the diagonal of the precision.
 :func:`log_evidence` gives the Laplace estimate of log p(y | X) (MacKay, 1992), for choosing the
 prior precision or comparing models.
+
+Derived in :ref:`primer-laplace`.
 """
 
 from __future__ import annotations

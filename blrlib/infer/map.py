@@ -22,6 +22,8 @@ mean loss (for SGD and Adam weight decay adds ``weight_decay * theta`` to the gr
 decoupled decay is a different update).
 Nothing else is provided for it: ``tests/infer/test_map.py`` trains the module with
 ``torch.optim.SGD(..., weight_decay=delta / N)`` and recovers :func:`fit_map`'s answer.
+
+Derived in :ref:`primer-map`.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ Both samplers run C chains as one batch: every call of ``log_prob`` sees all cha
 and each chain adapts its own step size (and mass matrix) during warmup, which is then frozen so
 that the kept draws come from a valid Markov chain. Draws go into preallocated (C, S, P) buffers
 and come back as ``arviz.InferenceData``, so that R-hat and ESS are one ``arviz`` call away.
+
+Used in :ref:`primer-hmc`.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ so that a posterior over theta is an ordinary distribution over R^P, and ``sum_l
 same loss to the Bayesian learning rule (``blrlib.blr``).
 With ``parameters=[...]`` only the named parameters are random (e.g. the last layer) and the
 others stay at their current values, which gives last-layer Laplace, VI or HMC.
+
+Used by every method of :doc:`/book/primer`.
 """
 
 from __future__ import annotations

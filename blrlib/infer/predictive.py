@@ -12,6 +12,8 @@ The probit approximation (MacKay, 1992) linearises f around the mean of q, which
 Gaussian, N(m_f, v_f) with v_f = g^T Sigma g, and replaces the sigmoid by a probit of the same
 slope at zero, whose Gaussian integral is again a probit:
 int sigmoid(f) N(f | m_f, v_f) df ~ sigmoid(m_f / sqrt(1 + pi v_f / 8)).
+
+Derived in :ref:`primer-probit`.
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ Khan & Rue (2023, Eq 2) up to a constant, so the BLR and this module optimise th
 The KL to the Gaussian prior is in closed form; the expected log-likelihood is estimated by
 Monte Carlo with the reparameterisation theta = m + L eps, eps ~ N(0, I) (Kingma & Welling
 2014), so that its gradient with respect to (m, L) is an unbiased estimate, and Adam follows it.
+
+Derived in :ref:`primer-vi`.
 """
 
 from __future__ import annotations

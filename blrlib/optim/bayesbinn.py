@@ -18,6 +18,8 @@ weights clipped to [-1, 1] as in STE practice.
 Binary weights are sign(lam) with sign(0) = +1, as in the reference code of Meng et al. (2020);
 a latent weight that ends exactly at 0, or within rounding of it, is undecided and its sign is
 an accident of the last step (``undecided_fraction`` counts such weights).
+
+Derived in :ref:`binary-bayesbinn` and :ref:`binary-ste`.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@
 Both are the diagonal-Gaussian BLR with the delta method (gradients at the mean); they differ
 only in the Hessian estimate: the exact diagonal (Eq 36-37) or the squared gradient with a
 square root (Eq 38), which is RMSprop, and Adam with Eq 77's momentum.
+
+Derived in :ref:`optim-diag` (Newton) and :ref:`optim-adam` (RMSprop and Adam).
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ Eq 45 is the empirical Fisher (the paper calls it a Gauss-Newton approximation):
 canonical-link likelihood it equals the Gauss-Newton diagonal only in expectation over y drawn
 from the model. OGN evaluates it at the mean (delta method, Eq 44), so its precision converges
 to Eq 45 at its fixed point (book/optim.ipynb checks it); VOGN at one draw theta ~ q (Eq 46).
+
+Derived in :ref:`optim-ogn`.
 """
 
 from __future__ import annotations

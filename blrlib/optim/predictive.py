@@ -2,6 +2,8 @@
 
 probs = blrlib.optim.predict(model, opt, x_test, n_samples=32)   # (N, classes)
 probs = blrlib.optim.predict(model, opt, x_test, n_samples=0)    # at the mode
+
+Used in :doc:`/book/optim` (uncertainty on two moons and digits).
 """
 
 from __future__ import annotations

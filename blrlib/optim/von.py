@@ -9,6 +9,8 @@
 One forward and one backward at one draw: E_q[grad] is estimated by g = grad(theta) and
 E_q[diag Hessian] by Price's identity in Hessian-free form, (theta - m) s g (App D, as in the
 ``reparam`` estimator of ``blrlib.estimators``). The state is h and Eq 77's momentum: Adam's size.
+
+Derived in :ref:`optim-von`.
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ by :func:`blrlib.blr.step` with a fixed-covariance Gaussian and the delta method
 whitened coordinates phi = L^-1 theta (K = L L^T), where preconditioned SGD is plain SGD. The
 chains are stacked into one vector whose loss is the sum of the chains' losses, so the engine
 moves them all at once (on any device).
+
+Derived in :ref:`sgd-samplers`.
 """
 
 from __future__ import annotations

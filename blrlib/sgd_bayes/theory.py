@@ -11,6 +11,8 @@ L(theta) = -(1/N) sum_n log p(x_n | theta) - (1/N) log p(theta), A is its Hessia
 optimum theta*, and the posterior is approximated by N(theta*, (N A)^-1). A minibatch-mean
 gradient of size S (drawn with replacement) has noise covariance C / S, C = B B^T in the
 paper. One SGD iteration is one unit of time of the Ornstein-Uhlenbeck process.
+
+Derived in :ref:`sgd-ou`, :ref:`sgd-optimal-lr` and :ref:`sgd-averaging`.
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ Mandt et al. (2017) take gradient steps on the hyperparameters instead of maximi
 v = 1 / alpha, v <- (1 - rho) v + rho E_q|theta|^2 / P (the gradient of E_q[log p(theta |
 alpha)] in v, preconditioned by its Fisher information P / (2 v^2)). Its fixed point is that
 of the closed-form M-step, which is the step rho = 1.
+
+Derived in :ref:`sgd-vem`.
 """
 
 from __future__ import annotations
