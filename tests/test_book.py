@@ -7,6 +7,7 @@ its claim in a hidden cell.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from pathlib import Path
@@ -158,3 +159,42 @@ def test_references_parse() -> None:
 
     entries = parse_file(BOOK / "references.bib").entries
     assert len(entries) > 10
+
+
+# Every public module of blrlib (not the experiments) names the chapter section that derives
+# it, as a :ref: to a MyST label or a :doc: of a page; render-check (-n -W) fails on a broken
+# one only where the docstring is rendered, so all of them are checked here.
+PUBLIC_MODULES = sorted(
+    p
+    for p in (ROOT / "blrlib").rglob("*.py")
+    if "experiments" not in p.relative_to(ROOT / "blrlib").parts
+    and not (p.name.startswith("_") and p.name != "__init__.py")
+)
+LABEL = re.compile(r"^\(([\w-]+)\)=\s*$", flags=re.M)
+LINK = re.compile(r":(ref|doc):`([^`<>]+)`")
+
+
+def _labels() -> set[str]:
+    found: set[str] = set()
+    for path in [*NOTEBOOKS, *MARKDOWN]:
+        text = (
+            "\n".join(_source(c) for c in _load(path)["cells"] if c["cell_type"] == "markdown")
+            if path.suffix == ".ipynb"
+            else path.read_text(encoding="utf-8")
+        )
+        found |= set(LABEL.findall(text))
+    return found
+
+
+@pytest.mark.parametrize("path", PUBLIC_MODULES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_module_docstring_links_its_chapter(path: Path) -> None:
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    links = LINK.findall(doc)
+    assert links, "the module docstring has no :ref: or :doc: link to the book"
+    labels = _labels()
+    for role, target in links:
+        if role == "ref":
+            assert target in labels, f"no ({target})= label in book/"
+        else:
+            assert target.startswith("/"), f":doc:`{target}` must be absolute (/book/...)"
+            assert _resolve(target.lstrip("/")), f":doc:`{target}` names no page"
