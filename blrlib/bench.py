@@ -45,6 +45,7 @@ __all__ = [
 
 WIDTHS = (128, 512, 2048)  # hidden widths of the MLP 64-w-w-10: 26k, 300k and 4.3M parameters
 PARTS = ("draw", "forward", "backward", "restore", "step")
+"""The parts of one step that ``profile`` times, in order."""
 ALLOWED = ("adam", "adam_like", "von", "von_rademacher", "vogn", "ivon")
 
 
@@ -267,8 +268,8 @@ def compare(
         ``{width: step_times(...)}``.
 
     Raises:
-        ValueError, TypeError: a width, ``rounds`` or ``batch`` below 1, ``step_seconds`` not
-        positive, or an unknown name.
+        ValueError, TypeError: a width, ``rounds`` or ``batch`` below 1, ``step_seconds``
+            not positive, or an unknown name.
     """
     _checks.positive_float(step_seconds, "step_seconds")
     out = {}
