@@ -336,28 +336,45 @@ def gaussian_vi_optimum(
         return -(factors(mu).sum() - family.kl(family.to_natural(mu), prior))
 
     x0 = torch.cat((m0, torch.linalg.cholesky(cov0)[rows, cols]))
-    x = x0.clone().requires_grad_(True)
+    x = minimise(neg_elbo, x0, tol=tol, lbfgs_tol=tol, max_iter=max_iter, newton_steps=newton_steps)
+    m, lower = unpack(x)
+    return family.natural_from_mean_precision(m, torch.cholesky_inverse(lower))
+
+
+def minimise(
+    fn: Callable[[Tensor], Tensor],
+    x0: Tensor,
+    *,
+    tol: float,
+    lbfgs_tol: float,
+    max_iter: int,
+    newton_steps: int,
+) -> Tensor:
+    """The minimiser of a smooth ``fn`` to a gradient of at most ``tol`` (max norm): L-BFGS
+    from ``x0`` until its gradient is below ``lbfgs_tol``, then Newton steps on the exact Hessian.
+
+    Raises:
+        RuntimeError: the gradient is still above ``tol`` after ``newton_steps`` Newton steps.
+    """
+    x = x0.detach().clone().requires_grad_(True)
     opt = torch.optim.LBFGS(
-        [x], max_iter=count(max_iter, "max_iter"), tolerance_grad=tol, tolerance_change=1e-15,
-        line_search_fn="strong_wolfe", history_size=50,
+        [x], max_iter=count(max_iter, "max_iter"), tolerance_grad=lbfgs_tol,
+        tolerance_change=1e-15, line_search_fn="strong_wolfe", history_size=50,
     )  # fmt: skip
 
     def closure() -> Tensor:
         opt.zero_grad()
-        loss = neg_elbo(x)
+        loss = fn(x)
         loss.backward()
         return loss
 
     opt.step(closure)
     x = x.detach()
     for _ in range(count(newton_steps, "newton_steps", minimum=0) + 1):
-        grad = torch.func.grad(neg_elbo)(x)
+        grad = torch.func.grad(fn)(x)
         if grad.abs().max() <= tol:
-            m, lower = unpack(x)
-            return family.natural_from_mean_precision(m, torch.cholesky_inverse(lower))
-        x = x - torch.linalg.solve(
-            torch.autograd.functional.hessian(neg_elbo, x, vectorize=True), grad
-        )
+            return x
+        x = x - torch.linalg.solve(torch.autograd.functional.hessian(fn, x, vectorize=True), grad)
     raise RuntimeError(
         f"the ELBO's gradient is {grad.abs().max().item():.1e} > tol={tol} after "
         f"{newton_steps} Newton steps; raise newton_steps or tol"

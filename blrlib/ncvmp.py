@@ -32,7 +32,7 @@ from torch import Tensor
 from blrlib import blr
 from blrlib._checks import count, positive_float
 from blrlib.families import ExponentialFamily, Gamma, Gaussian, Params
-from blrlib.ncvi import LogisticFactors
+from blrlib.ncvi import LogisticFactors, minimise
 
 __all__ = ["ARDLogistic", "MeanFieldModel", "elbo", "mean_field_optimum", "node_step", "run"]
 
@@ -154,30 +154,16 @@ def mean_field_optimum(
     def neg_elbo(x: Tensor) -> Tensor:
         return -elbo(model, model.from_unconstrained(x))
 
-    x = model.to_unconstrained(_check_state(model, lams0)).detach().clone().requires_grad_(True)
-    opt = torch.optim.LBFGS(
-        [x], max_iter=count(max_iter, "max_iter"), tolerance_grad=positive_float(switch, "switch"),
-        tolerance_change=1e-15, line_search_fn="strong_wolfe", history_size=50,
-    )  # fmt: skip
-
-    def closure() -> Tensor:
-        opt.zero_grad()
-        loss = neg_elbo(x)
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    x = x.detach()
-    for _ in range(count(newton_steps, "newton_steps", minimum=0) + 1):
-        grad = torch.func.grad(neg_elbo)(x)
-        if grad.abs().max() <= tol:
-            return model.from_unconstrained(x)
-        hess = torch.autograd.functional.hessian(neg_elbo, x, vectorize=True)
-        x = x - torch.linalg.solve(hess, grad)
-    raise RuntimeError(
-        f"the ELBO's gradient is {grad.abs().max().item():.1e} > tol={tol} after "
-        f"{newton_steps} Newton steps; raise newton_steps or tol"
+    x0 = model.to_unconstrained(_check_state(model, lams0))
+    x = minimise(
+        neg_elbo,
+        x0,
+        tol=tol,
+        lbfgs_tol=positive_float(switch, "switch"),
+        max_iter=max_iter,
+        newton_steps=newton_steps,
     )
+    return model.from_unconstrained(x)
 
 
 class ARDLogistic:
