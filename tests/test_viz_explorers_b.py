@@ -1,5 +1,5 @@
-"""The explorers of the conjugate/EM, dropout and VI chapters: each static figure draws what
-it claims, and each ipywidgets explorer builds without a frontend (Agg backend, no kernel)."""
+"""The VI chapter's site explorer: its static figure draws what it claims, and the ipywidgets
+explorer builds without a frontend (Agg backend, no kernel)."""
 
 import math
 
@@ -13,7 +13,7 @@ import torch  # noqa: E402
 from scipy import integrate, special  # noqa: E402
 from torch.testing import assert_close  # noqa: E402
 
-from blrlib import em, viz  # noqa: E402
+from blrlib import viz  # noqa: E402
 
 widgets = pytest.importorskip("ipywidgets")
 
@@ -76,39 +76,9 @@ def test_site_figure_rejects_bad_settings():
         viz.site_figure([(0.0, 1.0)], label=2)
 
 
-def test_explorers_build_without_a_frontend():
-    """Each explorer is an ipywidgets.interactive with the sliders its chapter describes."""
-    y = torch.randn(40, 2)
-    model = em.GaussianMixtureEM()
-    theta0 = model.from_moments(
-        torch.tensor([0.5, 0.5]),
-        torch.tensor([[-1.0, 0.0], [1.0, 0.0]]),
-        torch.eye(2).repeat(2, 1, 1),
-    )
-    path = em.run(model, y, theta0, n_iter=3)
-    moments = [model.moments(theta) for theta in path["theta"]]
-    built = {
-        "em": (viz.em_explorer(y, moments, path["loglik"]), {"iteration"}),
-        "spike_slab": (viz.spike_slab_explorer(), {"pi1", "log10_s0", "m"}),
-        "site": (viz.site_explorer(), {"mean", "log10_sd", "label"}),
-    }
-    for name, (explorer, controls) in built.items():
-        assert isinstance(explorer, widgets.interactive), name
-        assert {c.description for c in explorer.children[:-1]} == controls, name
-
-
-def test_static_figures_of_the_other_explorers_draw():
-    """The static fallbacks the chapters show: EM at chosen iterations, the spike and slab."""
-    y = torch.randn(40, 2)
-    model = em.GaussianMixtureEM()
-    theta0 = model.from_moments(
-        torch.tensor([0.5, 0.5]),
-        torch.tensor([[-1.0, 0.0], [1.0, 0.0]]),
-        torch.eye(2).repeat(2, 1, 1),
-    )
-    path = em.run(model, y, theta0, n_iter=2)
-    moments = [model.moments(theta) for theta in path["theta"]]
-    fig = viz.em_figure(y, moments, path["loglik"], 2)
-    assert len(fig.axes) == 2 and fig.axes[0].get_title() == "after 2 EM steps"
-    fig = viz.spike_slab_figure(1.0, 1e4, 1.0)
-    assert "pi1 = 1.00" in fig.axes[0].get_title()
+def test_site_explorer_builds_without_a_frontend():
+    """The VI chapter's explorer is an ipywidgets.interactive with its three controls (the EM and
+    spike-and-slab explorers are checked in tests/test_viz.py)."""
+    explorer = viz.site_explorer()
+    assert isinstance(explorer, widgets.interactive)
+    assert {c.description for c in explorer.children[:-1]} == {"mean", "log10_sd", "label"}
