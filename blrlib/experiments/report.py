@@ -3,6 +3,7 @@
     from blrlib.experiments import report
     rows = report.rows()            # one row per (experiment, quantity) with mean and sd
     print(report.markdown(rows))    # the table of the book's results page
+    print(report.headline("sgd_vem"))  # a chapter's full-scale lines for one record
 
 A quantity is any ``{"mean", "sd", "n"}`` summary (what ``protocol.summarise`` returns) inside
 a record's result; its name is the path of keys that leads to it.
@@ -13,9 +14,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from blrlib.experiments._registry import EXPERIMENTS, RESULTS_DIR, is_stale, load, source_file
+from blrlib.experiments._registry import (
+    EXPERIMENTS,
+    RESULTS_DIR,
+    describe,
+    is_stale,
+    load,
+    source_file,
+)
 
-__all__ = ["CHAPTERS", "ROOT_BOOK", "chapter", "markdown", "rows", "summaries"]
+__all__ = [
+    "CHAPTERS", "ROOT_BOOK", "chapter", "headline", "markdown", "numbers", "rows", "summaries",
+]  # fmt: skip
 
 ROOT_BOOK = RESULTS_DIR.parent / "book"
 
@@ -64,6 +74,50 @@ def summaries(tree: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, dict[s
     for key, value in tree.items():
         found += summaries(value, (*prefix, str(key)))
     return found
+
+
+def numbers(tree: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, Any]]:
+    """Every summary and every number outside one, with its key path (lists are left out).
+
+    ``seed`` and ``seeds`` entries are not numbers of the result; a summary is one entry.
+    """
+    if not isinstance(tree, dict):
+        return []
+    if {"mean", "sd", "n"} <= set(tree):
+        return [(" / ".join(prefix), tree)]
+    found: list[tuple[str, Any]] = []
+    for key, value in tree.items():
+        path = (*prefix, str(key))
+        if isinstance(value, dict):
+            found += numbers(value, path)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            if key not in ("seed", "seeds"):
+                found.append((" / ".join(path), value))
+    return found
+
+
+def headline(
+    name: str, results_dir: Path | str | None = None, *, like: dict[str, Any] | None = None
+) -> str:
+    """The committed record of ``name`` as text: :func:`describe`'s line, then its numbers.
+
+    Summaries print as mean ± sd (n = the number of seeds, or of whatever they average over),
+    other numbers as they are. Without a
+    record, only the line that says how to make one.
+
+    Args:
+        name: the experiment.
+        results_dir: where the records are (``results/`` by default).
+        like: the chapter's ci-scale run; the record must have its keys (:func:`load`).
+    """
+    lines = [describe(name, results_dir)]
+    record = load(name, results_dir, like=like)
+    for path, value in [] if record is None else numbers(record["result"]):
+        if isinstance(value, dict):
+            lines.append(f"  {path}: {value['mean']:.4g} ± {value['sd']:.2g} (n = {value['n']})")
+        else:
+            lines.append(f"  {path}: {value:.4g}")
+    return "\n".join(lines)
 
 
 def rows(results_dir: Path | str | None = None) -> list[dict[str, Any]]:

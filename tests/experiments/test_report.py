@@ -40,3 +40,22 @@ def test_rows_and_markdown(tmp_path):
     table = report.markdown(rows)
     row = "[optim_digits](optim.html) | summary / von / nll | 0.2 ± 0.14 | 2 | full | 10.0"
     assert row in table
+
+
+def test_headline_lists_summaries_and_numbers(tmp_path):
+    manifest = {
+        "experiment": "sgd_vem", "scale": "full", "git_commit": "abcdef0123", "date": "2026-12-01",
+        "torch_version": "t", "device": "cpu (1 threads)", "wall_time_s": 120.0,
+    }  # fmt: skip
+    result = {
+        "seeds": [0, 1], "alpha": 7.5, "flag": True, "trace": [1.0, 2.0],
+        "runs": {"gradient": {"learned": 7.25}, "kl": protocol.summarise([0.1, 0.3])},
+    }  # fmt: skip
+    (tmp_path / "sgd_vem.json").write_text(json.dumps({"manifest": manifest, "result": result}))
+    lines = report.headline("sgd_vem", tmp_path).splitlines()
+    assert lines[0].startswith("sgd_vem: full scale, 2 seeds") and "2.0 min" in lines[0]
+    assert lines[1:] == ["  alpha: 7.5", "  runs / gradient / learned: 7.25",
+                         "  runs / kl: 0.2 ± 0.14 (n = 2)"]  # fmt: skip
+    assert report.headline("vi_gp", tmp_path).startswith("vi_gp: no record")
+    with pytest.raises(ValueError, match="like"):
+        report.headline("sgd_vem", tmp_path, like={"alpha": 1.0})
