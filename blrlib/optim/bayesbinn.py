@@ -42,7 +42,7 @@ from blrlib.families.sign_bernoulli import (
     logistic_noise,
     relaxed_scale,
 )
-from blrlib.optim._base import BLROptimizer, HessianEstimate, _number
+from blrlib.optim._base import LOW_PRECISION, BLROptimizer, HessianEstimate, _number
 
 __all__ = ["STE", "BayesBiNN", "undecided_fraction"]
 
@@ -72,6 +72,11 @@ def undecided_fraction(params: Iterable[Tensor], *, threshold: float) -> float:
         raise ValueError("params: no latent weights given")
     small = sum(int((p.abs() < threshold).sum()) for p in ps)
     return small / sum(p.numel() for p in ps)
+
+
+def _state_dtype(p: Tensor) -> torch.dtype:
+    """float32 for bfloat16 and float16 weights (their state and prior), else the weights'."""
+    return torch.float32 if p.dtype in LOW_PRECISION else p.dtype
 
 
 class _SignBLR(BLROptimizer):
@@ -138,12 +143,12 @@ class _SignBLR(BLROptimizer):
     # ------------------------------------------------------------------ state
     def _state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Any]:
         state = self.state[p]
-        if "step" not in state:
+        if "step" not in state:  # float32 for bfloat16 and float16 weights, as BLROptimizer's
             state["step"] = 0
             if group["beta"] != 0:
-                state["momentum"] = torch.zeros_like(p)
+                state["momentum"] = torch.zeros_like(p, dtype=_state_dtype(p))
             if group["beta2"] != 0:
-                state["second_moment"] = torch.zeros_like(p)
+                state["second_moment"] = torch.zeros_like(p, dtype=_state_dtype(p))
         return state
 
     def set_prior(self, prior: Prior) -> None:
@@ -161,7 +166,7 @@ class _SignBLR(BLROptimizer):
             value = 0.0 if prior is None else float(prior)
             if not math.isfinite(value):
                 raise ValueError(f"prior must be finite; got {prior!r}")
-            priors = [torch.full_like(p, value) for p in params]
+            priors = [torch.full_like(p, value, dtype=_state_dtype(p)) for p in params]
         elif isinstance(prior, Iterable) and not isinstance(prior, (str, Tensor)):
             priors = [torch.as_tensor(t).detach().clone() for t in prior]
             if len(priors) != len(params):
@@ -169,7 +174,7 @@ class _SignBLR(BLROptimizer):
             for i, (t, p) in enumerate(zip(priors, params, strict=True)):
                 if t.shape != p.shape or not torch.isfinite(t).all():
                     raise ValueError(f"prior[{i}] must be finite with shape {tuple(p.shape)}")
-            priors = [t.to(p.dtype) for t, p in zip(priors, params, strict=True)]
+            priors = [t.to(_state_dtype(p)) for t, p in zip(priors, params, strict=True)]
         else:
             raise TypeError(f"prior must be None, a float or tensors; got {type(prior).__name__}")
         for p, t in zip(params, priors, strict=True):
@@ -246,19 +251,24 @@ class _SignBLR(BLROptimizer):
     # ------------------------------------------------------------------ step
     def _group_step(self, group: dict[str, Any], ps: list[Tensor]) -> None:
         states = [self._state(p, group) for p in ps]
-        grads = [p.grad.to(p.dtype) for p in ps]
+        low = ps[0].dtype in LOW_PRECISION  # then the step runs on float32 copies of lam
+        lams = [p.detach().float() for p in ps] if low else ps
+        grads = [p.grad.to(lam.dtype) for p, lam in zip(ps, lams, strict=True)]
         if self.estimator is Estimator.MC:  # Eq 51: s * grad at the relaxed draw
-            grads = [relaxed_scale(p.detach(), self._noise[p][0], group["tau"], self.eps) * g
-                     for p, g in zip(ps, grads, strict=True)]  # fmt: skip
+            grads = [relaxed_scale(lam.detach(), self._noise[p][0].to(lam.dtype), group["tau"],
+                                   self.eps) * g
+                     for p, lam, g in zip(ps, lams, grads, strict=True)]  # fmt: skip
         for s in states:
             s["step"] += 1
         bayesbinn_update_(
-            ps, grads, lr=group["lr"], n_data=group["n_data"],
+            lams, grads, lr=group["lr"], n_data=group["n_data"],
             priors=[s["prior"] for s in states], entropy=self.entropy, beta=group["beta"],
             momenta=[s["momentum"] for s in states] if group["beta"] != 0 else None,
             step=states[0]["step"], clip=self.clip, beta2=group["beta2"],
             second_moments=[s["second_moment"] for s in states] if group["beta2"] else None,
         )  # fmt: skip
+        if low:
+            torch._foreach_copy_(ps, lams)
 
 
 class BayesBiNN(_SignBLR):

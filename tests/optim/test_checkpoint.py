@@ -89,12 +89,17 @@ def test_copies_continue_exactly_as_the_original(name, how):
         assert twin[1].model is twin[0]
 
 
-def test_low_precision_weights_keep_float32_state_after_a_load():
+_LOW = {"VON": ("hess", "momentum"), "BayesBiNN": ("prior", "momentum")}
+
+
+@pytest.mark.parametrize("name", sorted(_LOW))
+def test_low_precision_weights_keep_float32_state_after_a_load(name):
     def make():
         torch.manual_seed(0)
         net = nn.Linear(4, 3).to(torch.bfloat16)
         gen = torch.Generator().manual_seed(1)
-        return net, optim.VON(net.parameters(), n_data=64, generator=gen)
+        extra = {"beta": 0.9} if name == "BayesBiNN" else {}
+        return net, getattr(optim, name)(net.parameters(), n_data=64, generator=gen, **extra)
 
     net, opt = make()
     x = torch.randn(16, 4, dtype=torch.bfloat16)
@@ -109,7 +114,8 @@ def test_low_precision_weights_keep_float32_state_after_a_load():
     other_net, other = make()
     other.load_state_dict(torch.load(buffer, weights_only=True))
     for p, q in zip(net.parameters(), other_net.parameters(), strict=True):
-        for key in ("hess", "momentum"):
+        for key in _LOW[name]:
+            assert opt.state[p][key].dtype == torch.float32
             assert other.state[q][key].dtype == torch.float32
             assert torch.equal(other.state[q][key], opt.state[p][key])
 
