@@ -240,10 +240,14 @@ class BernoulliMixtureEM:
     A_k = sum_d log(1 + exp(logit p_kd)).
 
     Args:
-        smoothing: eps >= 0 in p_kd = (s_kd + eps) / (pi_k + 2 eps), with s and pi averaged
-            over the N data: eps N pseudo-observations of each value, the MAP under a
-            Beta(1 + eps N, 1 + eps N) prior. With 0, a pixel that is constant within a
-            component gives an infinite logit and raises ValueError.
+        smoothing: eps >= 0 in p_kd = (s_kd + eps) / (r_k + 2 eps) and in the weights
+            pi_k = (r_k + eps) / (1 + K eps), with s and r (the mean responsibilities)
+            averaged over the N data: eps N pseudo-observations of each pixel value and of
+            each component, the MAP under Beta(1 + eps N, 1 + eps N) and Dirichlet(1 + eps N)
+            priors. With 0, a pixel that is constant within a component gives an infinite
+            logit, and a component that no image reaches (its responsibilities underflow to
+            0, as they do for far-off components in high dimension) has weight 0: both raise
+            ValueError.
     """
 
     smoothing: float = 1e-3
@@ -277,14 +281,17 @@ class BernoulliMixtureEM:
         return resp.T @ y / y.shape[0], resp.mean(0)[:-1]
 
     def from_stats(self, s: Params) -> Params:
-        """The M-step: p_kd = (s_kd + eps) / (pi_k + 2 eps), then theta (grad A* when eps = 0)."""
-        first, pi_head = s
-        weights = torch.cat((pi_head, 1.0 - pi_head.sum(0, keepdim=True)))
-        if not (weights > 0).all():
-            raise ValueError("a mixture component has zero responsibility (it collapsed)")
+        """The M-step: p_kd = (s_kd + eps) / (r_k + 2 eps), pi_k = (r_k + eps) / (1 + K eps),
+        then theta (grad A* when eps = 0)."""
+        first, r_head = s
         eps = _positive_or_zero(self.smoothing, "smoothing")
-        probs = (first + eps) / (weights[:, None] + 2 * eps)
-        theta = self.from_moments(weights, probs)
+        r = torch.cat((r_head, 1.0 - r_head.sum(0, keepdim=True))).clamp_min(0.0)
+        if eps == 0 and not (r > 0).all():
+            raise ValueError(
+                "a mixture component has zero responsibility (it collapsed); set smoothing > 0"
+            )
+        probs = (first + eps) / (r[:, None] + 2 * eps)
+        theta = self.from_moments((r + eps) / (1 + len(r) * eps), probs)
         if not all(torch.isfinite(p).all() for p in theta):
             raise ValueError("a pixel is constant within a component; set smoothing > 0")
         return theta

@@ -264,3 +264,19 @@ def test_clear_messages_for_empty_data_and_too_many_components() -> None:
         em.run(model, y[:0], theta0, n_iter=2)
     with pytest.raises(ValueError, match="n_components=7 exceeds the number of data points 5"):
         model.init(y, 7)
+
+
+def test_bernoulli_mixture_keeps_a_component_no_image_reaches() -> None:
+    """Smoothing is a Dirichlet(1 + eps N) prior on the weights too: a component with zero
+    responsibility keeps weight eps / (1 + K eps) and the prior's pixel probabilities 1/2;
+    without smoothing it is a clear error."""
+    first = torch.tensor([[0.3, 0.1], [0.2, 0.5], [0.0, 0.0]])  # s_kd, component 3 unused
+    r_head = torch.tensor([0.4, 0.6])  # r_3 = 0
+    model = em.BernoulliMixtureEM(smoothing=1e-3)
+    weights, probs = model.moments(model.from_stats((first, r_head)))
+    eps, k = 1e-3, 3
+    assert_close(weights, (torch.tensor([0.4, 0.6, 0.0]) + eps) / (1 + k * eps))
+    assert_close(probs[2], torch.full((2,), 0.5))
+    assert_close(probs[0], (first[0] + eps) / (0.4 + 2 * eps))
+    with pytest.raises(ValueError, match="collapsed"):
+        em.BernoulliMixtureEM(smoothing=0.0).from_stats((first, r_head))
