@@ -132,7 +132,7 @@ ROWS: tuple[Row, ...] = (
     Row("Stochastic VI (SVI)", _INF, "exponential family, mean field", "exact",
         r"local $\rho = 1$, global $\rho_t < 1$ on minibatches", "Sec 5.3", "vi-svi", "vi",
         "blrlib.vmp.run_svi", "tests/test_vmp.py::test_svi_full_batch_at_rho_one_is_vmp",
-        "vi_svi", "summary / svi_500_minus_vmp_last_pass"),
+        "vi_svi", "summary / svi_large_minus_vmp_last_pass"),
     Row("VMP", _INF, "exponential family, mean field", "exact", r"$\rho = 1$ on every node",
         "Sec 5.3", "vi-vmp", "vi", "blrlib.vmp.run_vmp",
         "tests/test_vmp.py::test_vmp_matches_sklearn_round_by_round"),

@@ -51,15 +51,20 @@ def vi_svi(
 
     Every seed draws new data and new random responsibilities (Dirichlet(1) per point), the
     common start of VMP and SVI. At the end of every pass: the full-data ELBO, the spread of
-    the component means and the mean largest responsibility (``_svi_diagnostics``).
+    the component means and the mean largest responsibility (``_svi_diagnostics``). The
+    keys ``svi_small`` and ``svi_large`` hold SVI with the two minibatch sizes of the scale
+    (``batch_sizes``: 50 and 500 at ci scale), so that every scale has the same keys.
     """
     n, svi_passes, vmp_passes, batches = protocol.by_scale(
         scale, ci=(2000, 5, 15, (50, 500)), full=(20_000, 10, 30, (100, 1000))
     )
     seeds = protocol.seeds(scale, base=seed, n_seeds=n_seeds)
     model = vmp.BayesianGMM(n_components=5, dim=2, alpha0=0.1, beta0=1.0, nu0=2.0)
-    out: dict[str, Any] = {"seeds": seeds, "n": n, "svi_passes": svi_passes}
-    keys = ["vmp", *(f"svi_{b}" for b in batches)]
+    out: dict[str, Any] = {
+        "seeds": seeds, "n": n, "svi_passes": svi_passes, "batch_sizes": list(batches),
+    }  # fmt: skip
+    sizes = dict(zip(("svi_small", "svi_large"), batches, strict=True))
+    keys = ["vmp", *sizes]
     for key in keys:
         out[key] = {"passes": [], "elbo": [], "pass_elbo": [], "spread": [], "max_resp": []}
     for s in protocol.progress(seeds, scale, "vi_svi"):
@@ -68,12 +73,12 @@ def vi_svi(
         resp0 = torch.distributions.Dirichlet(torch.ones(5, dtype=F64)).sample((n,))
         ref = vmp.run_vmp(model, y, resp0, n_iter=vmp_passes)
         runs = {"vmp": (list(range(vmp_passes + 1)), ref["state"], ref["elbo"])}
-        for b in batches:
+        for key, b in sizes.items():
             run = vmp.run_svi(
                 model, y, resp0, n_passes=svi_passes, batch_size=b, kappa=0.7,
                 evals_per_pass=4, generator=gen,
             )  # fmt: skip
-            runs[f"svi_{b}"] = (run["passes"], run["state"], run["elbo"])
+            runs[key] = (run["passes"], run["state"], run["elbo"])
         for key, (passes, states, elbos) in runs.items():
             at_pass = [passes.index(float(p)) for p in range(svi_passes + 1)]
             diag = [_svi_diagnostics(model, states[i], y) for i in at_pass]

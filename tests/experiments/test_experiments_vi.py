@@ -18,7 +18,7 @@ def svi() -> dict:
 
 
 def test_svi_is_ahead_of_vmp_pass_by_pass_and_vmp_starts_near_symmetry(svi) -> None:
-    vmp, fast = svi["vmp"], svi["svi_50"]
+    vmp, fast = svi["vmp"], svi["svi_small"]
     for v, s in zip(vmp["pass_elbo"][0][1:], fast["pass_elbo"][0][1:], strict=True):
         assert s > v + 100  # nats, at the end of every pass
     spread = vmp["spread"][0]
