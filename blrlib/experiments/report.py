@@ -102,8 +102,7 @@ def headline(
     """The committed record of ``name`` as text: :func:`describe`'s line, then its numbers.
 
     Summaries print as mean ± sd (n = the number of seeds, or of whatever they average over),
-    other numbers as they are. Without a
-    record, only the line that says how to make one.
+    other numbers as they are. Without a record, only the line that says how to make one.
 
     Args:
         name: the experiment.
