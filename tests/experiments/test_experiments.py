@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from torch.func import grad, vmap
 from torch.testing import assert_close
 
 from blrlib import experiments
-from blrlib.experiments import _registry
+from blrlib.experiments import EXPERIMENTS, _registry
 from blrlib.landscapes import SharpFlat, Wall
 
 F64 = torch.float64
@@ -67,6 +68,20 @@ def test_unknown_name_or_scale(tmp_path):
     with pytest.raises(ValueError, match="scale"):
         experiments.run("fig1_wall", scale="huge", device="cpu", out_dir=tmp_path)
     assert not list(tmp_path.iterdir())  # nothing is written for a rejected run
+
+
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+def test_run_rejects_a_bad_scale_or_seed_count_before_any_work(name, tmp_path):
+    """``run`` checks scale and n_seeds for every experiment before calling it: an unknown
+    scale, n_seeds below 1, and n_seeds for an experiment that does not run over seeds."""
+    with pytest.raises(ValueError, match="scale"):
+        experiments.run(name, scale="huge", device="cpu", out_dir=tmp_path)
+    with pytest.raises(ValueError, match="n_seeds"):
+        experiments.run(name, scale="ci", device="cpu", n_seeds=0, out_dir=tmp_path)
+    if "n_seeds" not in inspect.signature(EXPERIMENTS[name]).parameters:
+        with pytest.raises(ValueError, match="does not run over seeds"):
+            experiments.run(name, scale="ci", device="cpu", n_seeds=2, out_dir=tmp_path)
+    assert not list(tmp_path.iterdir())
 
 
 def test_duplicate_registration(monkeypatch):

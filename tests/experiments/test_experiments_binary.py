@@ -116,10 +116,3 @@ def test_temperature_and_continual_run(tiny):
     _winner_is_the_best_on_validation(row["tuning"])
     assert len(row["ste"]["accuracy"]) == 2 and len(row["ste"]["accuracy"][0]) == 2
     assert cl["paired"]["bayesbinn-ste"]["n"] == 1
-
-
-def test_unknown_scale_and_bad_seed_count_name_the_argument():
-    with pytest.raises(ValueError, match="scale"):
-        experiments.run("binary_digits", scale="huge", device="cpu")
-    with pytest.raises(ValueError, match="n_seeds"):
-        experiments.run("binary_continual", scale="ci", device="cpu", n_seeds=0)

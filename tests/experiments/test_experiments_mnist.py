@@ -95,11 +95,3 @@ def test_binary_mnist_ci(binary_ci):
     assert abs(mode - pred) < 0.01
     assert len(res["curves"][0]["bayesbinn"]) == res["sizes"]["epochs"]
     assert binary_mnist.PUBLISHED["n_train"] == 60_000
-
-
-@pytest.mark.parametrize("name", ["optim_mnist", "binary_mnist"])
-def test_bad_scale_and_seed_count_raise(name):
-    with pytest.raises(ValueError, match="scale"):
-        experiments.run(name, scale="huge", device="cpu")
-    with pytest.raises(ValueError, match="n_seeds"):
-        experiments.run(name, scale="ci", device="cpu", n_seeds=0)

@@ -84,9 +84,3 @@ def test_mixture_modes_ci():
     assert len({tuple(r) for r in torch.sign(final).tolist()}) == 4
     assert result["summary"]["n_wells"]["mean"] == 4.0
     assert result["summary"]["all_four"] == {"mean": 1.0, "sd": 0.0, "n": 1, "values": [1.0]}
-
-
-def test_n_seeds_is_checked(tmp_path):
-    for name in ("newton_logreg", "mixture_modes"):
-        with pytest.raises(ValueError, match="n_seeds"):
-            experiments.run(name, scale="ci", device="cpu", n_seeds=0)

@@ -77,12 +77,3 @@ def test_hmc_target_is_the_models_log_joint():
     diff = mcmc.log_prob_fn(bm, X, y)(thetas) - _log_joint(X, y, 2.0)(thetas)
     constant = torch.full((7,), torch.log(torch.tensor(2.0 / (2 * torch.pi), dtype=F64)).item())
     assert_close(diff, constant, rtol=0, atol=1e-10)
-
-
-@pytest.mark.parametrize("name", ["primer_networks", "primer_tabular"])
-def test_bad_scale_and_seed_counts_are_rejected(name):
-    """Both fail before any training: an unknown scale, and a seed count below 1."""
-    with pytest.raises(ValueError, match="scale"):
-        experiments.run(name, scale="huge", device="cpu")
-    with pytest.raises(ValueError, match="n_seeds"):
-        experiments.run(name, scale="ci", device="cpu", n_seeds=0)

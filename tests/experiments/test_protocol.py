@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from blrlib import experiments
 from blrlib.experiments import protocol
 
 
@@ -131,11 +130,3 @@ def test_summaries():
     assert_close(d["se"], protocol.summarise([1.0, 1.0, 2.0])["sd"] / math.sqrt(3))
     with pytest.raises(ValueError, match="pair"):
         protocol.paired_difference([1.0], [1.0, 2.0])
-
-
-def test_run_checks_n_seeds(tmp_path):
-    with pytest.raises(ValueError, match="n_seeds"):
-        experiments.run("fig1_wall", scale="ci", device="cpu", n_seeds=0, out_dir=tmp_path)
-    with pytest.raises(ValueError, match="n_seeds"):  # fig1_wall has no seeds to vary
-        experiments.run("fig1_wall", scale="ci", device="cpu", n_seeds=2, out_dir=tmp_path)
-    assert not list(tmp_path.iterdir())
