@@ -66,14 +66,7 @@ def chapter(name: str) -> str:
 
 def summaries(tree: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, dict[str, Any]]]:
     """Every ``{"mean", "sd", "n"}`` summary in nested dicts, with its key path."""
-    if not isinstance(tree, dict):
-        return []
-    if {"mean", "sd", "n"} <= set(tree):
-        return [(" / ".join(prefix), tree)]
-    found = []
-    for key, value in tree.items():
-        found += summaries(value, (*prefix, str(key)))
-    return found
+    return [(path, value) for path, value in numbers(tree, prefix) if isinstance(value, dict)]
 
 
 def numbers(tree: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, Any]]:
