@@ -37,10 +37,11 @@ import torch
 from torch import Tensor, nn
 
 from blrlib import _checks, optim
+from blrlib.optim._draws import rademacher_
 
 __all__ = [
-    "PARTS", "RECORD", "WIDTHS", "compare", "describe", "environment", "load", "profile",
-    "profile_lines", "step_times", "table_lines",
+    "PARTS", "RECORD", "WIDTHS", "compare", "describe", "environment", "generator_cost", "load",
+    "profile", "profile_lines", "step_times", "table_lines",
 ]  # fmt: skip
 
 WIDTHS = (128, 512, 2048)  # hidden widths of the MLP 64-w-w-10: 26k, 300k and 4.3M parameters
@@ -324,6 +325,43 @@ def profile(
     return result
 
 
+def generator_cost(device: torch.device, n: int, *, repeats: int = 20) -> dict[str, float]:
+    """The least seconds, over ``repeats`` tries, to fill ``n`` float32 numbers three ways.
+
+    ``gaussian``: ``normal_`` (VON's default draw); ``signs``: random signs by
+    :func:`blrlib.optim._draws.rademacher_` (one 32-bit word per 32 numbers; ``n`` rounded up
+    to a multiple of 32); ``pass``: one elementwise ``add_`` of two such tensors, the unit in
+    which the rest of a step's work on every weight is counted. The generator is seeded 0.
+
+    Raises:
+        ValueError, TypeError: ``n`` or ``repeats`` below 1.
+    """
+    _checks.count(n, "n")
+    _checks.count(repeats, "repeats")
+    sync = torch.cuda.synchronize if device.type == "cuda" else _no_tick
+    gen = torch.Generator(device).manual_seed(0)
+    size = -(-n // 32) * 32  # whole words of random signs
+    x = torch.empty(size, dtype=torch.float32, device=device)
+    y = torch.ones(size, dtype=torch.float32, device=device)
+    fills = {
+        "gaussian": lambda: x[:n].normal_(generator=gen),
+        "signs": lambda: rademacher_(x, generator=gen),
+        "pass": lambda: x[:n].add_(y[:n]),
+    }
+    out = {}
+    for name, fill in fills.items():
+        fill()  # warm-up
+        best = math.inf
+        for _ in range(repeats):
+            sync()
+            start = time.perf_counter()
+            fill()
+            sync()
+            best = min(best, time.perf_counter() - start)
+        out[name] = best
+    return out
+
+
 def _manifest(device: torch.device) -> dict[str, Any]:
     from blrlib.experiments import _registry  # git commit and dirty flag, as for the records
 
@@ -368,6 +406,11 @@ def profile_lines(prof: dict[str, dict[str, float]]) -> list[str]:
     """The profile as text: ms of each part, and ns per parameter in brackets."""
     lines = ["least ms of each part of a step (ns per parameter in brackets)"]
     for key, row in prof.items():
+        if key == "generator":  # generator_cost at the profile's parameter count
+            cells = [f"{p} {1e3 * row[p]:.3f} ({1e9 * row[p] / row['params']:.2f})"
+                     for p in ("gaussian", "signs", "pass")]  # fmt: skip
+            lines.append(f"{'filling P numbers':18s} " + ", ".join(cells))
+            continue
         cells = [f"{p} {1e3 * row[p]:.3f} ({1e9 * row[p] / row['params']:.2f})" for p in PARTS]
         lines.append(f"{key:18s} " + ", ".join(cells))
     return lines
@@ -403,6 +446,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.profile:
         width = 512 if 512 in args.widths else args.widths[0]
         prof = profile(device, names=names[1:], hidden=width)
+        n = prof["mlp/adam"]["params"]
+        prof["generator"] = {**generator_cost(device, int(n)), "params": n}
         print("\n".join(profile_lines(prof)))
     manifest["load_avg_1min_end"] = environment(device)["load_avg_1min"]
     if args.out is not None:
