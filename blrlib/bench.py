@@ -40,13 +40,18 @@ from blrlib import _checks, optim
 from blrlib.optim._draws import rademacher_
 
 __all__ = [
-    "PARTS", "RECORD", "WIDTHS", "compare", "describe", "environment", "generator_cost", "load",
-    "profile", "profile_lines", "step_times", "table_lines",
+    "FILLS", "PARTS", "RECORD", "WIDTHS", "compare", "describe", "environment", "load", "profile",
+    "profile_lines", "step_times", "table_lines",
 ]  # fmt: skip
 
 WIDTHS = (128, 512, 2048)  # hidden widths of the MLP 64-w-w-10: 26k, 300k and 4.3M parameters
 PARTS = ("draw", "forward", "backward", "restore", "step")
 """The parts of one step that ``profile`` times, in order."""
+FILLS = ("gaussian", "signs", "pass")
+"""What ``profile`` also times on as many float32 numbers as the model has parameters: torch's
+Gaussian numbers (``normal_``), random signs (:func:`blrlib.optim._draws.rademacher_`, one
+32-bit word per 32 numbers) and one elementwise pass (``add_``), the unit in which the rest of
+a step's work on every weight is counted."""
 ALLOWED = ("adam", "adam_like", "von", "von_rademacher", "vogn", "ivon")
 
 
@@ -301,9 +306,12 @@ def profile(
     ``draw`` is entering ``sampled_params``, ``restore`` leaving it (both 0 for Adam); for
     VOGN ``backward`` is ``opt.backward`` (its forward pass included) and ``forward`` is 0.
     zero_grad is left out, so the parts add up to a little less than :func:`step_times`.
+    The row ``"mlp/fills"`` gives the least seconds of each of :data:`FILLS` on P numbers,
+    timed once after each round of steps (with torch's global generator, as the optimizers').
 
     Returns:
-        ``{"mlp/von": {"draw": s, ..., "params": P}, ...}``.
+        ``{"mlp/von": {"draw": s, ..., "params": P}, ..., "mlp/fills": {"gaussian": s, ...,
+        "params": P}}``.
     """
     _checks.count(steps, "steps")
     _checks.count(warmup, "warmup")
@@ -311,55 +319,35 @@ def profile(
     sync = torch.cuda.synchronize if device.type == "cuda" else _no_tick
     result: dict[str, dict[str, float]] = {}
     for model_name, (x, y, runs) in _setup(device, names, hidden, batch).items():
-        parts: dict[str, list[list[float]]] = {name: [] for name in runs}
+        n_params = sum(p.numel() for p in runs["adam"][1].parameters())
+        fills = _fills(device, n_params)
+        parts: dict[str, list[list[float]]] = {name: [] for name in [*runs, "fills"]}
         for i in range(warmup + steps):
             for name, (opt, model) in runs.items():
                 marks: list[float] = []
                 _one_step(name, opt, model, x, y, partial(_mark, marks, sync))
                 if i >= warmup:
                     parts[name].append([b - a for a, b in zip(marks[:-1], marks[1:], strict=True)])
+            marks = []
+            _mark(marks, sync)
+            for fill in fills:
+                fill()
+                _mark(marks, sync)
+            if i >= warmup:
+                parts["fills"].append([b - a for a, b in zip(marks[:-1], marks[1:], strict=True)])
         for name, rows in parts.items():
-            least = {p: min(r[k] for r in rows) for k, p in enumerate(PARTS)}
-            least["params"] = sum(p.numel() for p in runs[name][1].parameters())
+            keys = FILLS if name == "fills" else PARTS
+            least: dict[str, float] = {p: min(r[k] for r in rows) for k, p in enumerate(keys)}
+            least["params"] = n_params
             result[f"{model_name}/{name}"] = least
     return result
 
 
-def generator_cost(device: torch.device, n: int, *, repeats: int = 20) -> dict[str, float]:
-    """The least seconds, over ``repeats`` tries, to fill ``n`` float32 numbers three ways.
-
-    ``gaussian``: ``normal_`` (VON's default draw); ``signs``: random signs by
-    :func:`blrlib.optim._draws.rademacher_` (one 32-bit word per 32 numbers; ``n`` rounded up
-    to a multiple of 32); ``pass``: one elementwise ``add_`` of two such tensors, the unit in
-    which the rest of a step's work on every weight is counted. The generator is seeded 0.
-
-    Raises:
-        ValueError, TypeError: ``n`` or ``repeats`` below 1.
-    """
-    _checks.count(n, "n")
-    _checks.count(repeats, "repeats")
-    sync = torch.cuda.synchronize if device.type == "cuda" else _no_tick
-    gen = torch.Generator(device).manual_seed(0)
-    size = -(-n // 32) * 32  # whole words of random signs
-    x = torch.empty(size, dtype=torch.float32, device=device)
-    y = torch.ones(size, dtype=torch.float32, device=device)
-    fills = {
-        "gaussian": lambda: x[:n].normal_(generator=gen),
-        "signs": lambda: rademacher_(x, generator=gen),
-        "pass": lambda: x[:n].add_(y[:n]),
-    }
-    out = {}
-    for name, fill in fills.items():
-        fill()  # warm-up
-        best = math.inf
-        for _ in range(repeats):
-            sync()
-            start = time.perf_counter()
-            fill()
-            sync()
-            best = min(best, time.perf_counter() - start)
-        out[name] = best
-    return out
+def _fills(device: torch.device, n: int) -> list[Callable[[], object]]:
+    """The :data:`FILLS` on ``n`` float32 numbers, in that order."""
+    x = torch.empty(-(-n // 32) * 32, dtype=torch.float32, device=device)  # whole words
+    y = torch.ones_like(x)
+    return [lambda: x[:n].normal_(), lambda: rademacher_(x), lambda: x[:n].add_(y[:n])]
 
 
 def _manifest(device: torch.device) -> dict[str, Any]:
@@ -406,12 +394,8 @@ def profile_lines(prof: dict[str, dict[str, float]]) -> list[str]:
     """The profile as text: ms of each part, and ns per parameter in brackets."""
     lines = ["least ms of each part of a step (ns per parameter in brackets)"]
     for key, row in prof.items():
-        if key == "generator":  # generator_cost at the profile's parameter count
-            cells = [f"{p} {1e3 * row[p]:.3f} ({1e9 * row[p] / row['params']:.2f})"
-                     for p in ("gaussian", "signs", "pass")]  # fmt: skip
-            lines.append(f"{'filling P numbers':18s} " + ", ".join(cells))
-            continue
-        cells = [f"{p} {1e3 * row[p]:.3f} ({1e9 * row[p] / row['params']:.2f})" for p in PARTS]
+        keys = FILLS if key.endswith("/fills") else PARTS
+        cells = [f"{p} {1e3 * row[p]:.3f} ({1e9 * row[p] / row['params']:.2f})" for p in keys]
         lines.append(f"{key:18s} " + ", ".join(cells))
     return lines
 
@@ -446,8 +430,6 @@ def main(argv: list[str] | None = None) -> None:
     if args.profile:
         width = 512 if 512 in args.widths else args.widths[0]
         prof = profile(device, names=names[1:], hidden=width)
-        n = prof["mlp/adam"]["params"]
-        prof["generator"] = {**generator_cost(device, int(n)), "params": n}
         print("\n".join(profile_lines(prof)))
     manifest["load_avg_1min_end"] = environment(device)["load_avg_1min"]
     if args.out is not None:

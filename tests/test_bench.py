@@ -63,17 +63,8 @@ def test_compare_profile_and_the_json_record(tmp_path, capsys):
         assert key in record["manifest"]
     assert record["manifest"]["threads"] == 1
     prof = record["profile"]
-    assert set(prof) == {"mlp/adam", "mlp/von", "mlp/von_rademacher", "generator"}
+    assert set(prof) == {"mlp/adam", "mlp/von", "mlp/von_rademacher", "mlp/fills"}
     assert all(prof["mlp/von"][p] >= 0 for p in bench.PARTS)
-    # the generator's cost is timed at the profile's parameter count (width 8)
-    assert prof["generator"]["params"] == prof["mlp/von"]["params"] == 64 * 8 + 8 + 8 * 8 + 8 + 90
-
-
-def test_generator_cost_times_three_fills_and_rejects_bad_counts():
-    cost = bench.generator_cost(torch.device("cpu"), 1000, repeats=3)
-    assert set(cost) == {"gaussian", "signs", "pass"}
-    assert all(math.isfinite(t) and t > 0 for t in cost.values())
-    with pytest.raises(ValueError, match="n"):
-        bench.generator_cost(torch.device("cpu"), 0)
-    with pytest.raises(ValueError, match="repeats"):
-        bench.generator_cost(torch.device("cpu"), 10, repeats=0)
+    # the fills are timed on as many numbers as the profiled model (width 8) has parameters
+    assert all(prof["mlp/fills"][f] > 0 for f in bench.FILLS)
+    assert prof["mlp/fills"]["params"] == prof["mlp/von"]["params"] == 64 * 8 + 8 + 8 * 8 + 8 + 90

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import json
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -97,6 +98,15 @@ def is_stale(name: str, results_dir: Path | str | None = None) -> bool:
     return _git("merge-base", "--is-ancestor", changed_at, made_at) is None
 
 
+def _load_average() -> float | None:
+    """The 1-minute load average (None where the OS does not say): with ``cpu_time_s`` it
+    shows how much other processes stretched a record's wall time."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -144,7 +154,8 @@ def run(
             "results/, so that the record's commit names the code that produced it"
         )
     device = torch.device(device) if device is not None else default_device()
-    start = time.perf_counter()
+    load_start = _load_average()
+    start, cpu_start = time.perf_counter(), time.process_time()
     torch.manual_seed(seed)  # for any draw an experiment does not route through its generator
     result = fn(scale=scale, device=device, seed=seed, **options)
     manifest = {
@@ -160,6 +171,8 @@ def run(
         "n_seeds": n_seeds,
         "dirty": tree_is_dirty(),
         "wall_time_s": round(time.perf_counter() - start, 3),
+        "cpu_time_s": round(time.process_time() - cpu_start, 3),  # all of its threads
+        "load_avg_1min": [load_start, _load_average()],  # at the start and at the end
     }
     record = {"manifest": manifest, "result": result}
     if out_dir is not None:
@@ -230,8 +243,9 @@ def describe(name: str, results_dir: Path | str | None = None) -> str:
     m = record["manifest"]
     seeds = record["result"].get("seeds") if isinstance(record["result"], dict) else None
     n = len(seeds) if isinstance(seeds, list) else m.get("n_seeds") or 1
+    cpu = f" ({m['cpu_time_s'] / 60:.1f} min CPU)" if "cpu_time_s" in m else ""
     return (
         f"{name}: {m['scale']} scale, {n} seed{'s' if n != 1 else ''}, {m['device']}, "
-        f"torch {m['torch_version']}, {m['wall_time_s'] / 60:.1f} min, "
+        f"torch {m['torch_version']}, {m['wall_time_s'] / 60:.1f} min{cpu}, "
         f"commit {m['git_commit'][:7]} ({m['date'][:10]})"
     )

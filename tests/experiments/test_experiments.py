@@ -48,12 +48,14 @@ def test_run_writes_a_manifest(wall_run):
     written = json.loads((out_dir / "fig1_wall.json").read_text())
     assert written == record
     manifest = written["manifest"]
-    for key in ("git_commit", "date", "torch_version", "device", "seed", "wall_time_s"):
+    for key in ("git_commit", "date", "torch_version", "device", "seed", "wall_time_s",
+                "cpu_time_s", "load_avg_1min"):  # fmt: skip
         assert key in manifest, key
     assert manifest["scale"] == "ci"
     assert manifest["seed"] == 0
     assert manifest["torch_version"] == torch.__version__
-    assert manifest["wall_time_s"] > 0
+    assert manifest["wall_time_s"] > 0 and manifest["cpu_time_s"] > 0
+    assert len(manifest["load_avg_1min"]) == 2  # at the start and at the end
 
 
 def test_load(wall_run, tmp_path):
@@ -184,6 +186,7 @@ def test_describe(wall_run, tmp_path):
     line = experiments.describe("fig1_wall", results_dir=out_dir)
     assert line.startswith("fig1_wall: ci scale, 1 seed, cpu")
     assert record["manifest"]["git_commit"][:7] in line
+    assert f"{record['manifest']['cpu_time_s'] / 60:.1f} min CPU" in line
     with pytest.raises(ValueError, match="name"):
         experiments.describe("fig99")
 
