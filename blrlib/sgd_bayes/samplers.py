@@ -36,16 +36,13 @@ from blrlib._checks import count, positive_float
 from blrlib.estimators import parse_option
 from blrlib.families import FixedCovGaussian
 from blrlib.infer.model import BayesModel
-from blrlib.sgd_bayes.theory import (
-    _momentum,
-    _same_size,
-    _spd,
-    gradient_noise_covariance,
-    per_example_gradients,
-    sgfs_step,
-)
+from blrlib.sgd_bayes import _checks as check
+from blrlib.sgd_bayes.noise import gradient_noise_covariance, per_example_gradients
 
-__all__ = ["Chains", "Sampler", "local_quadratic", "minibatch_loss", "run_chains"]
+__all__ = [
+    "Chains", "Sampler", "local_quadratic", "minibatch_loss", "run_chains", "sgfs_step",
+    "sgld_noise",
+]  # fmt: skip
 
 BatchLoss = Callable[[Tensor, Tensor], Tensor]
 
@@ -194,7 +191,7 @@ def run_chains(
     n_windows = (n_steps - burn_in) // window
     if n_windows < 1:
         raise ValueError(f"n_steps: {n_steps} leaves no window of {window} after burn_in {burn_in}")
-    mu = _momentum(momentum)
+    mu = check.momentum(momentum)
     like = {"dtype": theta0.dtype, "device": theta0.device}
     padded = torch.arange(S, device=theta0.device) >= sizes[:, None]
     padded = padded if padded.any() else None
@@ -267,7 +264,7 @@ def _whitened_step(
             raise ValueError("preconditioner: SGFS sets its own (from fisher); pass None")
         if fisher is None:
             raise ValueError("fisher: SGFS needs the empirical Fisher (P, P)")
-        _same_size(P, _spd(fisher, "fisher"), "fisher")
+        check.same_size(P, check.spd(fisher, "fisher"), "fisher")
         step, Q = sgfs_step(fisher.to(**like), eps=eps, batch_size=S, n_data=N)
         chol = torch.linalg.cholesky(step)
         half = torch.linalg.solve_triangular(chol, torch.linalg.cholesky(Q), upper=False)
@@ -285,8 +282,65 @@ def _whitened_step(
     if preconditioner is None:
         chol = torch.eye(P, **like)
     else:
-        H = _spd(preconditioner, "preconditioner")
-        _same_size(P, H, "preconditioner")
+        H = check.spd(preconditioner, "preconditioner")
+        check.same_size(P, H, "preconditioner")
         chol = torch.linalg.cholesky(H.to(**like))
     noise = (2 * rate / N).sqrt() if sampler is Sampler.SGLD else None
     return chol, rate, noise
+
+
+def sgld_noise(preconditioner: Tensor, *, eps: float, n_data: int) -> Tensor:
+    """Injected noise Q = 2 eps H / N of (preconditioned) SGLD on the mean loss.
+
+    Langevin dynamics for the posterior exp(-N L(theta)) discretised with step eps H
+    (Welling & Teh 2011; Mandt et al. 2017, their SG-MCMC analysis):
+    theta <- theta - eps H g_S + xi,
+    xi ~ N(0, 2 eps H / N). With exact gradients and eps -> 0 its stationary distribution is
+    the posterior; at finite eps the minibatch noise adds the constant-SGD covariance
+    (Lyapunov: Sigma = (N A)^-1 + Sigma_SGD(eps) when H = I).
+
+    Args:
+        preconditioner: H, (P, P) symmetric positive definite (the identity for plain SGLD).
+        eps: learning rate, > 0: a float or a 0-d tensor.
+        n_data: number of examples N, >= 1.
+
+    Returns:
+        Q, shape (P, P).
+    """
+    H = check.spd(preconditioner, "preconditioner")
+    return 2 * check.learning_rate(eps) * H / count(n_data, "n_data")
+
+
+def sgfs_step(
+    fisher: Tensor, *, eps: float, batch_size: int, n_data: int, B: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """Step matrix K and injected noise Q of Stochastic Gradient Fisher Scoring.
+
+    SGFS (Ahn, Korattikara & Welling 2012) on the mean loss L, with gamma = (N + S) / S, is
+        theta <- theta - K g_S + xi,   K = 2 N (gamma N I_hat + 4 B / eps)^-1,
+        xi ~ N(0, Q),   Q = (K / N) (4 B / eps) (K / N),
+    with I_hat the empirical Fisher (the single-example gradient covariance C). As eps -> inf
+    the noise vanishes and K -> (2 S / (N + S)) I_hat^-1: preconditioned constant SGD close to
+    Mandt et al.'s optimal preconditioner eps H* = (2 S / N) C^-1 (their SGFS analysis).
+
+    Args:
+        fisher: I_hat, (P, P) symmetric positive definite.
+        eps: learning rate, > 0: a float or a 0-d tensor.
+        batch_size: minibatch size S, >= 1.
+        n_data: number of examples N, >= 1.
+        B: SGFS's free matrix, (P, P) SPD; None means B = gamma N I_hat / 4, for which
+            K = (2 / gamma) I_hat^-1 / (1 + 1 / eps) (our default, not the paper's).
+
+    Returns:
+        (K, Q), each (P, P).
+    """
+    F = check.spd(fisher, "fisher")
+    eps = check.learning_rate(eps)
+    S, N = count(batch_size, "batch_size"), count(n_data, "n_data")
+    gamma = (N + S) / S
+    B = gamma * N * F / 4 if B is None else check.spd(B, "B")
+    check.same_size(F.shape[0], B, "B")
+    K = 2 * N * torch.linalg.inv(gamma * N * F + 4 * B / eps)
+    K = (K + K.T) / 2
+    Q = (K / N) @ (4 * B / eps) @ (K / N)
+    return K, (Q + Q.T) / 2

@@ -30,12 +30,9 @@ from torch import Tensor, nn
 
 from blrlib._checks import count, positive_float
 from blrlib.infer.model import BayesModel
+from blrlib.sgd_bayes.noise import gradient_noise_covariance, per_example_gradients
+from blrlib.sgd_bayes.optimal import optimal_learning_rate
 from blrlib.sgd_bayes.samplers import minibatch_loss, run_chains
-from blrlib.sgd_bayes.theory import (
-    gradient_noise_covariance,
-    optimal_learning_rate,
-    per_example_gradients,
-)
 
 __all__ = ["evidence_prior_precision", "log_evidence", "vem_prior_precision"]
 

@@ -10,6 +10,7 @@ from torch import nn
 from torch.testing import assert_close
 
 from blrlib import infer, sgd_bayes
+from tests.sgd_bayes._problems import random_spd
 
 
 def _problem(n: int = 60, dim: int = 2):
@@ -205,3 +206,24 @@ def test_a_diverging_chain_is_an_error() -> None:
             eps=50.0,
             n_steps=500,
         )
+
+
+def test_sgld_with_exact_gradients_samples_the_posterior() -> None:
+    A, N = random_spd(3), 50
+    Q = sgd_bayes.sgld_noise(torch.eye(3), eps=0.01, n_data=N)
+    sigma = sgd_bayes.stationary_covariance(
+        A, torch.zeros(3, 3), eps=0.01, batch_size=1, injected=Q
+    )
+    # continuous time: A Sigma + Sigma A = 2 I / N is solved by the posterior (N A)^-1
+    assert_close(sigma, torch.linalg.inv(N * A))
+
+
+def test_sgfs_limits() -> None:
+    F, N, S = random_spd(3), 1000, 10
+    K, Q = sgd_bayes.sgfs_step(F, eps=1e9, batch_size=S, n_data=N)
+    # large eps: preconditioned SGD with step 2 S / (N + S) I_hat^-1 and no injected noise
+    assert_close(K, 2 * S / (N + S) * torch.linalg.inv(F), rtol=1e-6, atol=0)
+    assert float(Q.abs().max()) < 1e-9
+    # small eps: Langevin, the injected noise is 2 K / N
+    K, Q = sgd_bayes.sgfs_step(F, eps=1e-6, batch_size=S, n_data=N)
+    assert_close(Q, 2 * K / N, rtol=1e-4, atol=0)
