@@ -51,11 +51,13 @@ def test_digits_splits_follow_the_protocol():
 def test_optim_digits_tunes_every_method_on_an_equal_grid(monkeypatch):
     """Tiny sizes: each method tried on its three settings, its winner the best validation
     NLL of its table, and scored once on test (one seed)."""
-    assert {len(protocol.grid_points(g)) for g in deep.DIGITS_GRIDS.values()} == {3}
+    for grids in deep.DIGITS_GRIDS.values():  # ci and full: three settings per method
+        assert {len(protocol.grid_points(g)) for g in grids.values()} == {3}
     monkeypatch.setattr(deep, "_digits_sizes", lambda scale: dict(hidden=8, epochs=1,
                                                                    n_samples=2))  # fmt: skip
     res = run("optim_digits", scale="ci", device="cpu")["result"]
     assert set(res["summary"]) == set(deep.METHODS) and res["seeds"] == [0]
+    assert res["grids"] == deep.DIGITS_GRIDS["ci"]
     for name, (table,) in res["tuned"].items():
         scores = [row["score"] for row in table["grid"]]
         assert len(scores) == 3 and table["score"] == min(scores)
