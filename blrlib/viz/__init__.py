@@ -9,6 +9,8 @@ Nothing here computes a result: the functions draw what blrlib computed. ``basic
 several chapters draw (densities, ellipses, trace plots); every other module holds the figures
 of the chapter it is named after, each explorer (ipywidgets, needs a live kernel) next to the
 static figure that a rendered page shows instead.
+
+Used by every chapter's figures, first in :doc:`/book/blr`.
 """
 
 from blrlib.viz.basics import gaussian_pdf, plot_ellipse, plot_gaussian, plot_trace
