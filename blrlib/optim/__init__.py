@@ -9,7 +9,7 @@
 Every class is the one diagonal-Gaussian step ``families.diag_gaussian.blr_update_`` with a
 choice of estimator: :class:`Newton` (Eq 36-37, exact Hessian diagonal), :class:`AdamLike`
 (Eq 38: RMSprop/Adam), :class:`OGN` / :class:`VOGN` (Eq 44-46, per-example Gauss-Newton) and
-:class:`VON` (Eq 46 with the reparameterisation Hessian from one backward: Adam's cost).
+:class:`VON` (Eq 46 with the reparameterisation Hessian from one backward: Adam's state).
 :class:`BayesBiNN` and :class:`STE` (Sec 4.5, Eq 48-52) are the {-1, +1} Bernoulli's step
 ``families.sign_bernoulli.bayesbinn_update_`` with the relaxed estimator or the delta method.
 ``dropout=pi1`` gives each of the Gaussian ones dropout (Eq 42-43), and
