@@ -49,7 +49,7 @@ PARTS = ("draw", "forward", "backward", "restore", "step")
 """The parts of one step that ``profile`` times, in order."""
 FILLS = ("gaussian", "signs", "pass")
 """What ``profile`` also times on as many float32 numbers as the model has parameters: torch's
-Gaussian numbers (``normal_``), random signs (:func:`blrlib.optim._draws.rademacher_`, one
+Gaussian numbers (``normal_``), random signs (``optim._draws.rademacher_``, one
 32-bit word per 32 numbers) and one elementwise pass (``add_``), the unit in which the rest of
 a step's work on every weight is counted."""
 ALLOWED = ("adam", "adam_like", "von", "von_rademacher", "vogn", "ivon")
