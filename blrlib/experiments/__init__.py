@@ -10,6 +10,7 @@ On the command line: ``python -m blrlib.experiments --list`` and
 
 from blrlib.experiments import (
     binary,
+    binary_enumeration,
     binary_mnist,
     conjugate_em,
     deep,
@@ -25,6 +26,7 @@ from blrlib.experiments import (
     report,
     sgd,
     sgd_posterior,
+    sgd_samplers,
     vi,
     vi_mixture,
 )
@@ -47,6 +49,7 @@ __all__ = [
     "RESULTS_DIR",
     "Scale",
     "binary",
+    "binary_enumeration",
     "binary_mnist",
     "conjugate_em",
     "deep",
@@ -68,6 +71,7 @@ __all__ = [
     "run",
     "sgd",
     "sgd_posterior",
+    "sgd_samplers",
     "source_file",
     "tree_is_dirty",
     "vi",
