@@ -168,60 +168,32 @@ def test_least_squares_covariance_tends_to_the_additive_one_for_large_batches() 
     assert_close(torch.tensor(gap(10) / gap(100)), torch.tensor(10.0), rtol=0.1, atol=0)
 
 
-def test_bad_inputs_name_the_argument() -> None:
+def _stationary(**changes: object) -> torch.Tensor:
+    """stationary_covariance on the 2-D quadratic at eps 0.1, batch 1, with ``changes``; the
+    strings "not_sym" and "indefinite" stand for such 2 x 2 matrices."""
     A, C = quadratic_2d()
-    not_sym = torch.tensor([[1.0, 0.5], [0.0, 1.0]])
-    indefinite = torch.tensor([[1.0, 0.0], [0.0, -1.0]])
-    cases = [
-        (
-            ValueError,
-            "A",
-            lambda: sgd_bayes.stationary_covariance(not_sym, C, eps=0.1, batch_size=1),
-        ),
-        (
-            ValueError,
-            "A",
-            lambda: sgd_bayes.stationary_covariance(indefinite, C, eps=0.1, batch_size=1),
-        ),
-        (
-            ValueError,
-            "C",
-            lambda: sgd_bayes.stationary_covariance(A, indefinite, eps=0.1, batch_size=1),
-        ),
-        (
-            ValueError,
-            "C",
-            lambda: sgd_bayes.stationary_covariance(A, torch.eye(3), eps=0.1, batch_size=1),
-        ),
-        (ValueError, "eps", lambda: sgd_bayes.stationary_covariance(A, C, eps=-0.1, batch_size=1)),
-        (
-            ValueError,
-            "eps",
-            lambda: sgd_bayes.stationary_covariance(A, C, eps=5.0, batch_size=1, discrete=True),
-        ),
-        (
-            TypeError,
-            "batch_size",
-            lambda: sgd_bayes.stationary_covariance(A, C, eps=0.1, batch_size=1.5),
-        ),
-        (
-            ValueError,
-            "batch_size",
-            lambda: sgd_bayes.stationary_covariance(A, C, eps=0.1, batch_size=0),
-        ),
-        (
-            ValueError,
-            "preconditioner",
-            lambda: sgd_bayes.stationary_covariance(
-                A, C, eps=0.1, batch_size=1, preconditioner=indefinite
-            ),
-        ),
-        (
-            TypeError,
-            "A",
-            lambda: sgd_bayes.stationary_covariance([[1.0]], C, eps=0.1, batch_size=1),
-        ),
-    ]
-    for exc, name, call in cases:
-        with pytest.raises(exc, match=name):
-            call()
+    bad = {"not_sym": torch.tensor([[1.0, 0.5], [0.0, 1.0]]),
+           "indefinite": torch.tensor([[1.0, 0.0], [0.0, -1.0]])}  # fmt: skip
+    args = {"A": A, "C": C, "eps": 0.1, "batch_size": 1}
+    args.update({k: bad.get(v, v) if isinstance(v, str) else v for k, v in changes.items()})
+    return sgd_bayes.stationary_covariance(args.pop("A"), args.pop("C"), **args)
+
+
+@pytest.mark.parametrize(
+    ("error", "name", "changes"),
+    [
+        (ValueError, "A", {"A": "not_sym"}),
+        (ValueError, "A", {"A": "indefinite"}),
+        (TypeError, "A", {"A": [[1.0]]}),
+        (ValueError, "C", {"C": "indefinite"}),
+        (ValueError, "C", {"C": torch.eye(3, dtype=torch.float64)}),
+        (ValueError, "eps", {"eps": -0.1}),
+        (ValueError, "eps", {"eps": 5.0, "discrete": True}),  # outside the stable region
+        (TypeError, "batch_size", {"batch_size": 1.5}),
+        (ValueError, "batch_size", {"batch_size": 0}),
+        (ValueError, "preconditioner", {"preconditioner": "indefinite"}),
+    ],
+)
+def test_bad_inputs_name_the_argument(error: type, name: str, changes: dict) -> None:
+    with pytest.raises(error, match=name):
+        _stationary(**changes)
