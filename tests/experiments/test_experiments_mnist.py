@@ -69,7 +69,7 @@ def test_optim_mnist_ci(optim_ci):
     res = optim_ci
     assert res["seeds"] == [0] and set(res["summary"]) == {"adam", "von"}
     assert METRICS <= set(res["summary"]["von"]) and METRICS <= set(res["paired"])
-    assert {len(protocol.grid_points(g)) for g in optim_mnist.GRIDS.values()} == {4}
+    assert {len(protocol.grid_points(g)) for g in optim_mnist.GRIDS.values()} == {5}
     for (table,) in res["tuned"].values():
         best = min(table["grid"], key=lambda row: row["score"])
         assert table["best"] == best["setting"] and table["score"] == best["score"]
