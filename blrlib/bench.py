@@ -23,7 +23,6 @@ import datetime
 import importlib.util
 import json
 import math
-import os
 import platform
 import statistics
 import time
@@ -151,14 +150,12 @@ def _cpu_name() -> str:
 def environment(device: torch.device) -> dict[str, Any]:
     """Where a timing ran: the device (a GPU's name, or the CPU model), threads, versions, and
     the 1-minute load average (other processes running; None where the OS does not say)."""
+    from blrlib.experiments._registry import load_average  # as the experiments' manifests
+
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
-    try:
-        load: float | None = round(os.getloadavg()[0], 2)
-    except OSError:
-        load = None
     return {"device": f"{device.type}: {name}", "threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(),
-            "load_avg_1min": load}  # fmt: skip
+            "load_avg_1min": load_average()}  # fmt: skip
 
 
 def _spread(times: list[float]) -> float:

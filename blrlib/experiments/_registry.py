@@ -98,7 +98,7 @@ def is_stale(name: str, results_dir: Path | str | None = None) -> bool:
     return _git("merge-base", "--is-ancestor", changed_at, made_at) is None
 
 
-def _load_average() -> float | None:
+def load_average() -> float | None:
     """The 1-minute load average (None where the OS does not say): with ``cpu_time_s`` it
     shows how much other processes stretched a record's wall time."""
     try:
@@ -154,7 +154,7 @@ def run(
             "results/, so that the record's commit names the code that produced it"
         )
     device = torch.device(device) if device is not None else default_device()
-    load_start = _load_average()
+    load_start = load_average()
     start, cpu_start = time.perf_counter(), time.process_time()
     torch.manual_seed(seed)  # for any draw an experiment does not route through its generator
     result = fn(scale=scale, device=device, seed=seed, **options)
@@ -172,7 +172,7 @@ def run(
         "dirty": tree_is_dirty(),
         "wall_time_s": round(time.perf_counter() - start, 3),
         "cpu_time_s": round(time.process_time() - cpu_start, 3),  # all of its threads
-        "load_avg_1min": [load_start, _load_average()],  # at the start and at the end
+        "load_avg_1min": [load_start, load_average()],  # at the start and at the end
     }
     record = {"manifest": manifest, "result": result}
     if out_dir is not None:
